@@ -1,0 +1,117 @@
+/**
+ * Filling the page cache from the store: the path the invalidate_lock exists for.
+ *
+ * A fill looks up the block map, then reads the blocks, then inserts their bytes into
+ * pages. Between the lookup and the insert a punch could free a looked-up block and a
+ * write to another file reuse it; the page would then hold stale or foreign bytes. So
+ * the whole sequence runs with the mapping's invalidate_lock held shared, and every
+ * operation that moves blocks takes it exclusive (design.md §1; Jan Kara's 2021 rule
+ * that read-IO submission itself, not only the insert, happens under the lock, because
+ * with blocks smaller than a page a fill of a partly uptodate page reads blocks a punch
+ * may be freeing).
+ *
+ * A fill never overwrites a block that is already uptodate: a write that landed while
+ * the fill was reading is newer than what the fill read.
+ */
+import { assertHeld, type OpCtx } from './lockcheck.js';
+import type { Mapping, Page } from './pagecache.js';
+import type { MapEntry } from '../store/blocks.js';
+import { BMAP_UNWRITTEN } from '../store/schema.js';
+
+export interface BlockSource {
+  /** Mapped blocks of `ino` in [first, last] (synchronous: the store's map lookup). */
+  lookup(ino: number, first: number, last: number): MapEntry[];
+  /** Reads whole blocks by physical number; undefined for a block with no bytes. */
+  read(pblocks: number[]): Promise<(Buffer | undefined)[]>;
+}
+
+/** Debugging aids for the negative control (pagefs mount --unsafe-no-invalidate-lock, --inject-delay). */
+export const fillDebug = {
+  noInvalidateLock: false,
+  afterLookupMs: 0,
+  beforeInsertMs: 0,
+};
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** The blocks of pages [first, last] that are not uptodate, as file block numbers. */
+export function missingBlocks(mapping: Mapping, first: number, last: number): number[] {
+  const { bpp, fullMask } = mapping.cache;
+  const out: number[] = [];
+  for (let idx = first; idx <= last; idx++) {
+    const page = mapping.get(idx);
+    const up = page ? page.uptodate : 0;
+    if (up === fullMask) continue;
+    for (let b = 0; b < bpp; b++) if (!(up & (1 << b))) out.push(idx * bpp + b);
+  }
+  return out;
+}
+
+/**
+ * Makes pages [first, last] fully uptodate. Requires the invalidate_lock held (shared or
+ * exclusive: a punch fills the partial blocks it is about to zero).
+ */
+export async function fillLocked(ctx: OpCtx, mapping: Mapping, first: number, last: number, src: BlockSource): Promise<Page[]> {
+  if (!fillDebug.noInvalidateLock) assertHeld(ctx, mapping.invalidateLock, 'shared');
+  const cache = mapping.cache;
+  const { bpp, blockSize } = cache;
+  const missing = missingBlocks(mapping, first, last);
+  if (missing.length > 0) {
+    const entries = src.lookup(mapping.ino, missing[0], missing[missing.length - 1]);
+    if (fillDebug.afterLookupMs > 0) await sleep(fillDebug.afterLookupMs);
+    const byBlock = new Map<number, MapEntry>();
+    for (const e of entries) byBlock.set(e.fblock, e);
+    const toRead: number[] = [];
+    const readFor: number[] = [];
+    for (const fb of missing) {
+      const e = byBlock.get(fb);
+      if (e && !(e.flags & BMAP_UNWRITTEN)) {
+        toRead.push(e.pblock);
+        readFor.push(fb);
+      }
+    }
+    const datas = toRead.length > 0 ? await src.read(toRead) : [];
+    if (fillDebug.beforeInsertMs > 0) await sleep(fillDebug.beforeInsertMs);
+    const got = new Map<number, Buffer | undefined>();
+    for (let i = 0; i < readFor.length; i++) got.set(readFor[i], datas[i]);
+    for (const fb of missing) {
+      const idx = Math.floor(fb / bpp);
+      const bit = 1 << (fb % bpp);
+      let page = mapping.get(idx);
+      const bytes = got.get(fb);
+      if (!page) {
+        if (bpp === 1 && (!bytes || bytes.length === blockSize)) {
+          // A whole-page block read from the store becomes the page itself: no copy.
+          cache.insert(mapping, idx, bytes).uptodate = 1;
+          continue;
+        }
+        page = cache.insert(mapping, idx);
+      }
+      if (page.uptodate & bit) continue;
+      const at = (fb % bpp) * blockSize;
+      if (bytes) bytes.copy(page.data, at, 0, blockSize);
+      else page.data.fill(0, at, at + blockSize);
+      page.uptodate |= bit;
+    }
+  }
+  const pages: Page[] = [];
+  for (let idx = first; idx <= last; idx++) {
+    const p = mapping.get(idx)!;
+    cache.touch(p);
+    pages.push(p);
+  }
+  return pages;
+}
+
+/** Takes the invalidate_lock shared (unless the unsafe debug switch is on) around fillLocked, then runs `use` before releasing it. */
+export async function withFilled<T>(ctx: OpCtx, mapping: Mapping, first: number, last: number, src: BlockSource,
+  use: (pages: Page[]) => T): Promise<T> {
+  const lock = mapping.invalidateLock;
+  const locked = !fillDebug.noInvalidateLock;
+  if (locked) await lock.acquire(ctx, 'shared');
+  try {
+    return use(await fillLocked(ctx, mapping, first, last, src));
+  } finally {
+    if (locked) lock.release(ctx, 'shared');
+  }
+}

@@ -1,0 +1,165 @@
+/**
+ * The daemon's page cache: pages of file data per mapping (one mapping per inode), one
+ * LRU across all mappings, a cap in bytes, and the statistics `pagefs stat` shows.
+ *
+ * A page is max(4096, block size) bytes and covers `bpp` blocks (4 with 1 KiB blocks).
+ * Each page tracks per block: uptodate (its bytes are the file's), dirty (newer than the
+ * store), reserved (holds a block reservation for its writeback). A page may be partly
+ * uptodate: a write that covers whole blocks needs no read of the rest.
+ *
+ * Who may remove a page: invalidation (punch, zero, truncate, copy destination) under
+ * the mapping's invalidate_lock exclusive; eviction only of clean pages and only while
+ * no fill holds the mapping's invalidate_lock shared, because a fill that looked up the
+ * block map before the page went away would re-create the page from what it read, which
+ * may be older than what the page held (see fill.ts).
+ */
+import { RwLock, type LockStats } from './rwlock.js';
+import { I_RWSEM, INVALIDATE_LOCK } from './lockcheck.js';
+
+export class Page {
+  /** Guarded by the mapping's invalidate_lock for removal; by i_rwsem for dirtying writes. */
+  uptodate = 0;
+  dirty = 0;
+  reserved = 0;
+  prev: Page | null = null;
+  next: Page | null = null;
+  constructor(readonly mapping: Mapping, readonly index: number, public data: Buffer) {}
+}
+
+export interface CacheStats {
+  hits: number;
+  misses: number;
+  readaheadPages: number;
+  evictions: number;
+  invalidations: number;
+  writebackPages: number;
+  writebacks: number;
+  lock: LockStats;
+}
+
+export class Mapping {
+  readonly pages = new Map<number, Page>();
+  readonly dirtyPages = new Set<Page>();
+  /** Serializes writes, truncate, fallocate and copy destinations (the kernel's i_rwsem, in the daemon). */
+  readonly iRwsem: RwLock;
+  /** Serializes cache fills (shared) against block moves under cached pages (exclusive). */
+  readonly invalidateLock: RwLock;
+  /** Readahead state: the page index after the last read, and the current window in pages. */
+  raNext = -1;
+  raWindow = 0;
+
+  constructor(readonly cache: PageCache, readonly ino: number) {
+    this.iRwsem = new RwLock(I_RWSEM, ino, cache.stats.lock);
+    this.invalidateLock = new RwLock(INVALIDATE_LOCK, ino, cache.stats.lock);
+  }
+
+  get(index: number): Page | undefined {
+    return this.pages.get(index);
+  }
+}
+
+export class PageCache {
+  readonly bpp: number;
+  readonly fullMask: number;
+  readonly capacityPages: number;
+  count = 0;
+  dirtyCount = 0;
+  readonly stats: CacheStats = {
+    hits: 0, misses: 0, readaheadPages: 0, evictions: 0, invalidations: 0, writebackPages: 0, writebacks: 0,
+    lock: { waits: 0, waitNs: 0n },
+  };
+  /** Most recently used first. */
+  private head: Page | null = null;
+  private tail: Page | null = null;
+
+  constructor(readonly pageSize: number, readonly blockSize: number, capacityBytes: number) {
+    this.bpp = pageSize / blockSize;
+    this.fullMask = (1 << this.bpp) - 1;
+    this.capacityPages = Math.max(64, Math.floor(capacityBytes / pageSize));
+  }
+
+  newMapping(ino: number): Mapping {
+    return new Mapping(this, ino);
+  }
+
+  /** A new, zero-filled, not uptodate page; the caller fills it. */
+  insert(mapping: Mapping, index: number, data?: Buffer): Page {
+    const page = new Page(mapping, index, data ?? Buffer.alloc(this.pageSize));
+    mapping.pages.set(index, page);
+    this.linkHead(page);
+    this.count++;
+    return page;
+  }
+
+  touch(page: Page): void {
+    if (this.head === page) return;
+    this.unlink(page);
+    this.linkHead(page);
+  }
+
+  markDirty(page: Page, mask: number): void {
+    if (page.dirty === 0 && mask !== 0) {
+      page.mapping.dirtyPages.add(page);
+      this.dirtyCount++;
+    }
+    page.dirty |= mask;
+  }
+
+  markClean(page: Page, mask: number): void {
+    const was = page.dirty;
+    page.dirty &= ~mask;
+    if (was !== 0 && page.dirty === 0) {
+      page.mapping.dirtyPages.delete(page);
+      this.dirtyCount--;
+    }
+  }
+
+  /** Removes a page; the caller has dealt with its dirty data and reservations. */
+  remove(page: Page): void {
+    if (page.mapping.pages.get(page.index) !== page) return;
+    page.mapping.pages.delete(page.index);
+    if (page.dirty !== 0) {
+      page.mapping.dirtyPages.delete(page);
+      this.dirtyCount--;
+      page.dirty = 0;
+    }
+    this.unlink(page);
+    this.count--;
+  }
+
+  /**
+   * Evicts clean pages from the cold end until the cache is under its cap. Returns the
+   * number of pages still over the cap (dirty ones, or of mappings being filled): the
+   * caller writes back and calls again.
+   */
+  shrink(): number {
+    let over = this.count - this.capacityPages;
+    let p = this.tail;
+    while (over > 0 && p) {
+      const prev = p.prev;
+      if (p.dirty === 0 && !p.mapping.invalidateLock.heldShared) {
+        this.remove(p);
+        this.stats.evictions++;
+        over--;
+      }
+      p = prev;
+    }
+    return Math.max(0, over);
+  }
+
+  private linkHead(page: Page): void {
+    page.prev = null;
+    page.next = this.head;
+    if (this.head) this.head.prev = page;
+    this.head = page;
+    if (!this.tail) this.tail = page;
+  }
+
+  private unlink(page: Page): void {
+    if (page.prev) page.prev.next = page.next;
+    else if (this.head === page) this.head = page.next;
+    if (page.next) page.next.prev = page.prev;
+    else if (this.tail === page) this.tail = page.prev;
+    page.prev = page.next = null;
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * Writes into the page cache (write-through from the kernel's point of view: the data is
+ * in our cache when FUSE_WRITE is answered, and reaches the store at writeback).
+ *
+ * Space is reserved here, not at writeback: a block that will need allocating (a hole,
+ * or a block shared with another file) reserves one block now, so ENOSPC goes to the
+ * writer and writeback can never fail for lack of space (delayed allocation, as ext4 and
+ * XFS do it).
+ */
+import { assertHeld, type OpCtx } from './lockcheck.js';
+import { fillLocked, withFilled, type BlockSource } from './fill.js';
+import type { Mapping } from './pagecache.js';
+import type { BlockTable } from '../store/blocks.js';
+
+/**
+ * Bytes [off, off + data.length) of the file, into cache pages; requires i_rwsem
+ * exclusive. `invalidateHeld`: the caller already holds the mapping's invalidate_lock
+ * (a copy destination), so partial blocks are filled under it instead of taking it again.
+ */
+export async function writeLocked(ctx: OpCtx, mapping: Mapping, off: number, data: Buffer, src: BlockSource, blocks: BlockTable,
+  invalidateHeld = false): Promise<void> {
+  assertHeld(ctx, mapping.iRwsem, 'exclusive');
+  const cache = mapping.cache;
+  const { blockSize: bs, pageSize: ps, bpp } = cache;
+  const end = off + data.length;
+  const fb0 = Math.floor(off / bs);
+  const fb1 = Math.floor((end - 1) / bs);
+
+  // Blocks written only in part keep their other bytes: read them first.
+  for (const fb of partialBlocks(off, end, bs, fb0, fb1)) {
+    const idx = Math.floor(fb / bpp);
+    const page = mapping.get(idx);
+    if (!page || !(page.uptodate & (1 << (fb % bpp)))) {
+      if (invalidateHeld) await fillLocked(ctx, mapping, idx, idx, src);
+      else await withFilled(ctx, mapping, idx, idx, src, () => undefined);
+    }
+  }
+
+  const needs = reservationsNeeded(mapping, fb0, fb1, blocks);
+  blocks.reserve(needs.length);
+
+  let pos = off;
+  while (pos < end) {
+    const idx = Math.floor(pos / ps);
+    const pageStart = idx * ps;
+    const stop = Math.min(end, pageStart + ps);
+    const page = mapping.get(idx) ?? cache.insert(mapping, idx);
+    data.copy(page.data, pos - pageStart, pos - off, stop - off);
+    const b0 = Math.floor((pos - pageStart) / bs);
+    const b1 = Math.floor((stop - 1 - pageStart) / bs);
+    let mask = 0;
+    for (let b = b0; b <= b1; b++) mask |= 1 << b;
+    page.uptodate |= mask;
+    cache.markDirty(page, mask);
+    cache.touch(page);
+    pos = stop;
+  }
+  for (const fb of needs) mapping.get(Math.floor(fb / bpp))!.reserved |= 1 << (fb % bpp);
+}
+
+function partialBlocks(off: number, end: number, bs: number, fb0: number, fb1: number): number[] {
+  const out: number[] = [];
+  if (off % bs !== 0) out.push(fb0);
+  if (end % bs !== 0 && (fb1 !== fb0 || out.length === 0)) out.push(fb1);
+  return out;
+}
+
+/** Blocks in [fb0, fb1] that will need a new block at writeback and hold no reservation yet. */
+export function reservationsNeeded(mapping: Mapping, fb0: number, fb1: number, blocks: BlockTable): number[] {
+  const { bpp } = mapping.cache;
+  const entries = blocks.mapRange(mapping.ino, fb0, fb1);
+  let e = 0;
+  const out: number[] = [];
+  for (let fb = fb0; fb <= fb1; fb++) {
+    while (e < entries.length && entries[e].fblock < fb) e++;
+    const entry = e < entries.length && entries[e].fblock === fb ? entries[e] : undefined;
+    const page = mapping.get(Math.floor(fb / bpp));
+    if (page && page.reserved & (1 << (fb % bpp))) continue;
+    if (blocks.needsAllocation(entry)) out.push(fb);
+  }
+  return out;
+}

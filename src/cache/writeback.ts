@@ -1,0 +1,47 @@
+/**
+ * Writeback: a mapping's dirty blocks go to the store in one transaction, together with
+ * the inode's size and times (`persist`), so the store never holds a size that
+ * disagrees with the blocks written under it. Synchronous from start to end: no request
+ * can see the mapping half written back.
+ */
+import type { Mapping } from './pagecache.js';
+import type { Store } from '../store/store.js';
+
+export interface WritebackOpts {
+  /** Called inside the transaction, after the blocks: writes the inode row. */
+  persist: () => void;
+  /** Commit with synchronous=FULL (fsync). */
+  durable: boolean;
+  /** Blocks at or beyond this file block are past EOF: dropped, not written. */
+  endBlock: number;
+}
+
+export function writebackMapping(mapping: Mapping, store: Store, opts: WritebackOpts): number {
+  const cache = mapping.cache;
+  const { bpp, blockSize: bs } = cache;
+  const pages = [...mapping.dirtyPages].sort((a, b) => a.index - b.index);
+  const run = opts.durable ? store.durably.bind(store) : store.txn.bind(store);
+  run(() => {
+    for (const page of pages) {
+      for (let b = 0; b < bpp; b++) {
+        const bit = 1 << b;
+        if (!(page.dirty & bit)) continue;
+        const fb = page.index * bpp + b;
+        if (fb >= opts.endBlock) continue;
+        store.blocks.writeBlock(mapping.ino, fb, page.data.subarray(b * bs, (b + 1) * bs), (page.reserved & bit) !== 0);
+      }
+    }
+    opts.persist();
+  });
+  for (const page of pages) {
+    for (let b = 0; b < bpp; b++) {
+      const bit = 1 << b;
+      if (page.dirty & bit && page.index * bpp + b >= opts.endBlock && page.reserved & bit) store.blocks.unreserve(1);
+    }
+    page.reserved &= ~page.dirty;
+    cache.markClean(page, page.dirty);
+  }
+  cache.stats.writebackPages += pages.length;
+  if (pages.length > 0) cache.stats.writebacks++;
+  return pages.length;
+}

@@ -1,0 +1,107 @@
+/**
+ * The pagefs command line. Each subcommand lives in its own module; this file only
+ * declares them (names, arguments, options, help) and turns a UserError into one line
+ * on stderr and its exit code, never a stack trace.
+ */
+import { Command, Option, CommanderError } from 'commander';
+import { UserError } from '../util/errors.js';
+import { mkfsCommand } from './mkfs.js';
+import { mountCommand } from './mount.js';
+import { umountCommand } from './umount.js';
+import { fsckCommand } from './fsck.js';
+import { statCommand } from './stat.js';
+
+const program = new Command();
+program
+  .name('pagefs')
+  .description('A FUSE filesystem whose files live as blocks in one SQLite database, with its own page cache\n' +
+    'and a per-file invalidate_lock that keeps reads and mmaps from ever seeing stale data.')
+  .version('0.1.0')
+  .showHelpAfterError('(run with --help for usage)')
+  .addHelpText('after', `
+Examples:
+  pagefs mkfs /var/lib/pagefs/store.db --capacity 4G
+  pagefs mount /var/lib/pagefs/store.db /mnt/pagefs
+  pagefs stat /mnt/pagefs
+  pagefs umount /mnt/pagefs
+  pagefs fsck /var/lib/pagefs/store.db
+
+Exit status: 0 on success, 1 on failure (a one-line message says why), 2 on bad usage.`);
+
+program.command('mkfs')
+  .description('Create a new, empty pagefs store (one SQLite file).')
+  .argument('<store>', 'path of the store file to create; it must not exist')
+  .option('-b, --block-size <bytes>', 'block size: a power of two from 1024 to 65536', '4096')
+  .option('-c, --capacity <size>', 'how much file data the store may hold (e.g. 512M, 4G, 1T)', '1G')
+  .addHelpText('after', `
+The capacity bounds the data blocks, not the SQLite file's metadata; statfs and df report it,
+and writes beyond it fail with ENOSPC. Blocks smaller than 4096 bytes make cache pages that
+hold several blocks (the partial-page case of the invalidate_lock).
+
+Example:
+  pagefs mkfs store.db --capacity 8G --block-size 1024`)
+  .action(mkfsCommand);
+
+program.command('mount')
+  .description('Mount a store. Runs the daemon in the background and returns once the mount answers.')
+  .argument('<store>', 'the store file (made by pagefs mkfs)')
+  .argument('<mountpoint>', 'an existing, empty directory')
+  .option('-f, --foreground', 'stay in the foreground; the daemon logs to stderr; Ctrl-C unmounts')
+  .option('-o, --options <opts>', 'comma-separated mount options: FUSE ones (allow_other, ro, noatime, ...) and pagefs\'s own ' +
+    '(cache_size=SIZE, debug_locks); repeatable', (v: string, prev: string[]) => [...prev, v], [] as string[])
+  .option('--cache-size <size>', 'page cache cap (clean and dirty pages together)', '256M')
+  .option('--log <file>', 'where the background daemon logs (default: STORE.log)')
+  .option('--debug-locks', 'check every lock acquisition against the lock order and fail loudly on a violation')
+  .addOption(new Option('--unsafe-no-invalidate-lock', 'DEBUGGING AID, UNSAFE: fills of the page cache skip the invalidate_lock, ' +
+    'so reads can return stale or foreign data after a punch. For demonstrating the race only.'))
+  .addOption(new Option('--inject-delay <point=ms>', 'DEBUGGING AID: sleep at a point of every cache fill to widen the race window; ' +
+    'points: after-lookup (between block-map lookup and block read), before-insert (between block read and cache insert); repeatable')
+    .argParser((v: string, prev: string[] = []) => [...prev, v]))
+  .addOption(new Option('--ready-fd <fd>').hideHelp())
+  .addHelpText('after', `
+The store may be mounted by one daemon at a time; a second mount is refused. The mount is
+served by a daemon process that writes dirty data back on fsync, on close, every 5 seconds
+and at unmount; pagefs umount waits until it has.
+
+Examples:
+  pagefs mount store.db /mnt/p
+  pagefs mount store.db /mnt/p -o allow_other --cache-size 1G
+  pagefs mount store.db /mnt/p --foreground --debug-locks`)
+  .action(mountCommand);
+
+program.command('umount')
+  .description('Unmount a pagefs mount and wait until its daemon has written everything back and exited.')
+  .argument('<mountpoint>', 'the mounted directory')
+  .option('-l, --lazy', 'detach now even if busy (umount -l); the daemon finishes when the last user leaves')
+  .action(umountCommand);
+
+program.command('fsck')
+  .description('Check a store\'s consistency: block refcounts, free list, block maps, sizes, directory links.')
+  .argument('<store>', 'the store file; it must not be mounted')
+  .addHelpText('after', `
+Exit status: 0 when the store is clean, 1 with one line per problem otherwise.
+Inodes left unlinked-but-open by a daemon that died are listed as notes, not problems:
+the next mount removes them.`)
+  .action(fsckCommand);
+
+program.command('stat')
+  .description('Show a store\'s format, block size, capacity, blocks used, shared and free, and inodes.')
+  .argument('<target>', 'a store file, or the mountpoint of a mounted store')
+  .option('--json', 'print one JSON object instead of text')
+  .action(statCommand);
+
+program.exitOverride();
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) {
+    process.exitCode = e.exitCode === 0 ? 0 : 2;
+  } else if (e instanceof UserError) {
+    process.stderr.write(`${e.message}\n`);
+    process.exitCode = e.exitCode;
+  } else {
+    process.stderr.write(`pagefs: internal error: ${(e as Error)?.stack ?? e}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,157 @@
+/**
+ * The contract between JavaScript and native-shim (the N-API addon over libfuse3's
+ * low-level API). The addon holds no filesystem policy: it mounts, decodes each
+ * request into plain numbers and Buffers, hands it to one JavaScript handler through a
+ * thread-safe function, and encodes the replies that JavaScript sends back later.
+ *
+ * Every request handle (`Req`) must receive exactly one reply call; the dispatcher in
+ * dispatch.ts guarantees that.
+ *
+ * Numbers: inode numbers, file handles and offsets cross as doubles. Inode numbers and
+ * handles are small (SQLite rowids, counters). Offsets above 2^53 lose precision, but
+ * every such offset is beyond the maximum file size, so the errno decision is the same.
+ */
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+export type Req = number & { readonly __req: unique symbol };
+
+/** Attribute record layout shared with C: fill a Float64Array(ATTR_LEN) at these indices. */
+export const A = {
+  ino: 0, mode: 1, nlink: 2, uid: 3, gid: 4, rdev: 5, size: 6, blocks: 7, blksize: 8,
+  atimeSec: 9, atimeNsec: 10, mtimeSec: 11, mtimeNsec: 12, ctimeSec: 13, ctimeNsec: 14,
+} as const;
+export const ATTR_LEN = 15;
+
+/** Bits of the open-reply flags argument (fuse_file_info fields). */
+export const OPEN_DIRECT_IO = 1;
+export const OPEN_KEEP_CACHE = 2;
+export const OPEN_NONSEEKABLE = 4;
+export const OPEN_CACHE_READDIR = 8;
+
+/** SETATTR to_set bits, as in fuse_lowlevel.h. */
+export const SET = {
+  MODE: 1 << 0, UID: 1 << 1, GID: 1 << 2, SIZE: 1 << 3, ATIME: 1 << 4, MTIME: 1 << 5,
+  ATIME_NOW: 1 << 7, MTIME_NOW: 1 << 8, FORCE: 1 << 9, CTIME: 1 << 10,
+  KILL_SUID: 1 << 11, KILL_SGID: 1 << 12, FILE: 1 << 13, KILL_PRIV: 1 << 14,
+  OPEN: 1 << 15, TIMES_SET: 1 << 16, TOUCH: 1 << 17,
+} as const;
+
+/**
+ * Op codes. The handler is called as handler(op, req, uid, gid, pid, umask, ...args)
+ * with the per-op args listed here (fh is null where libfuse passed no fuse_file_info).
+ */
+export const OP = {
+  INIT: 1,            // (capable, want, protoMajor, protoMinor, maxWrite, maxReadahead) — req is 0, no reply
+  DESTROY: 2,         // () — req is 0, no reply
+  EXIT: 3,            // (rc) — the session loop returned; req is 0, no reply
+  LOOKUP: 4,          // (parent, name: Buffer)
+  FORGET: 5,          // (ino, nlookup) — reply with replyNone
+  FORGET_MULTI: 6,    // (pairs: Float64Array [ino0, n0, ino1, n1, ...]) — reply with replyNone
+  GETATTR: 7,         // (ino, fh | null)
+  SETATTR: 8,         // (ino, toSet, attr: Float64Array(ATTR_LEN), fh | null)  attr holds mode, uid, gid, size, a/m/ctime
+  READLINK: 9,        // (ino)
+  MKNOD: 10,          // (parent, name, mode, rdev)
+  MKDIR: 11,          // (parent, name, mode)
+  UNLINK: 12,         // (parent, name)
+  RMDIR: 13,          // (parent, name)
+  SYMLINK: 14,        // (target: Buffer, parent, name)
+  RENAME: 15,         // (parent, name, newparent, newname, flags)
+  LINK: 16,           // (ino, newparent, newname)
+  OPEN: 17,           // (ino, flags)
+  READ: 18,           // (ino, size, off, fh)
+  WRITE: 19,          // (ino, data: Buffer, off, fh, writepage: 0|1, flags)  data is owned by JS
+  FLUSH: 20,          // (ino, fh, lockOwner)
+  RELEASE: 21,        // (ino, fh, flags)
+  FSYNC: 22,          // (ino, datasync: 0|1, fh)
+  OPENDIR: 23,        // (ino, flags)
+  READDIR: 24,        // (ino, size, off, fh)
+  READDIRPLUS: 25,    // (ino, size, off, fh)
+  RELEASEDIR: 26,     // (ino, fh)
+  FSYNCDIR: 27,       // (ino, datasync, fh)
+  STATFS: 28,         // (ino)
+  SETXATTR: 29,       // (ino, name: Buffer, value: Buffer, flags)
+  GETXATTR: 30,       // (ino, name: Buffer, size)
+  LISTXATTR: 31,      // (ino, size)
+  REMOVEXATTR: 32,    // (ino, name: Buffer)
+  ACCESS: 33,         // (ino, mask)
+  CREATE: 34,         // (parent, name, mode, flags)
+  FALLOCATE: 35,      // (ino, mode, offset, length, fh)
+  COPY_FILE_RANGE: 36,// (inoIn, offIn, fhIn, inoOut, offOut, fhOut, len, flags)
+  LSEEK: 37,          // (ino, off, whence, fh)
+  IOCTL: 38,          // (ino, cmd, fh, flags, inBuf: Buffer | null, outSize)
+} as const;
+export type OpCode = (typeof OP)[keyof typeof OP];
+
+export type Handler = (op: number, req: Req, uid: number, gid: number, pid: number, umask: number, ...args: any[]) => void;
+
+export interface MountConfig {
+  /** Op codes to register with libfuse; an op not listed is absent (ENOSYS from libfuse). */
+  ops: number[];
+  /** FUSE_CAP_* bits to add to conn->want when the kernel offers them. */
+  want: number;
+  /** FUSE_CAP_* bits to clear from conn->want. */
+  unwant: number;
+  maxWrite: number;
+  maxReadahead: number;
+  /** Upper bound of libfuse worker threads (fuse_loop_cfg_set_max_threads). */
+  maxThreads: number;
+  /** Time granularity in nanoseconds (conn->time_gran). */
+  timeGran: number;
+}
+
+export interface Session {
+  readonly __session: unique symbol;
+}
+
+export interface FuseBinding {
+  /** Creates the session (fuse_session_new with argv), mounts and starts the MT loop. Throws on failure with .errno. */
+  mount(mountpoint: string, argv: string[], config: MountConfig, handler: Handler): Session;
+  /** fuse_session_exit + fuse_session_unmount; the EXIT event follows when the loop returns. */
+  unmount(session: Session): void;
+
+  replyErr(req: Req, errno: number): void;
+  replyNone(req: Req): void;
+  replyEntry(req: Req, ino: number, generation: number, attr: Float64Array, attrTimeout: number, entryTimeout: number): void;
+  replyCreate(req: Req, ino: number, generation: number, attr: Float64Array, attrTimeout: number, entryTimeout: number, fh: number, openFlags: number): void;
+  replyAttr(req: Req, attr: Float64Array, attrTimeout: number): void;
+  replyReadlink(req: Req, target: Buffer): void;
+  replyOpen(req: Req, fh: number, openFlags: number): void;
+  replyWrite(req: Req, count: number): void;
+  replyBuf(req: Req, data: Buffer | null): void;
+  /** fuse_reply_iov over the given buffers, without joining them first. */
+  replyIov(req: Req, bufs: Buffer[]): void;
+  replyStatfs(req: Req, bsize: number, frsize: number, blocks: number, bfree: number, bavail: number,
+    files: number, ffree: number, favail: number, namemax: number): void;
+  replyXattr(req: Req, size: number): void;
+  replyLseek(req: Req, off: number): void;
+  replyIoctl(req: Req, result: number, out: Buffer | null): void;
+  /**
+   * Packs directory entries with fuse_add_direntry (plus = false) or fuse_add_direntry_plus
+   * (plus = true) into at most maxSize bytes, replies, and returns how many entries fit.
+   * nums holds per entry [ino, generation, nextOff, mode] (4 doubles); attrs holds per entry
+   * ATTR_LEN doubles (plus only; may be empty otherwise).
+   */
+  replyDir(req: Req, maxSize: number, plus: boolean, names: Buffer[], nums: Float64Array, attrs: Float64Array,
+    attrTimeout: number, entryTimeout: number): number;
+
+  /** fuse_lowlevel_notify_inval_inode on a worker thread; resolves to 0 or a negative errno. */
+  notifyInvalInode(session: Session, ino: number, off: number, len: number): Promise<number>;
+  /** fuse_lowlevel_notify_inval_entry on a worker thread; resolves to 0 or a negative errno. */
+  notifyInvalEntry(session: Session, parent: number, name: Buffer): Promise<number>;
+}
+
+const require = createRequire(import.meta.url);
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+let cached: any;
+/** Loads native-shim/build/Release/pagefs_native.node (built by `npm run build:addon`). */
+export function loadNative(): any {
+  if (!cached) cached = require(path.join(here, '..', '..', 'native-shim', 'build', 'Release', 'pagefs_native.node'));
+  return cached;
+}
+
+export function fuseBinding(): FuseBinding {
+  return loadNative().fuse as FuseBinding;
+}

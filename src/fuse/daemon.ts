@@ -1,0 +1,135 @@
+/**
+ * The daemon: opens the store, claims it, mounts through the addon and serves until the
+ * kernel unmounts (or a signal asks us to), then writes everything back and releases
+ * the store. Runs in its own process: nothing here may touch the mountpoint's files.
+ */
+import { fuseBinding, OP, type MountConfig, type Session } from './binding.js';
+import { Dispatcher } from './dispatch.js';
+import { NotifyQueue } from './notify.js';
+import { Store, currentOwner } from '../store/store.js';
+import { Vfs } from '../vfs/vfs.js';
+import { fillDebug } from '../cache/fill.js';
+import { lockChecker } from '../cache/lockcheck.js';
+
+export interface DaemonOptions {
+  store: string;
+  mountpoint: string;
+  /** Options for libfuse's mount (allow_other, ro, ...), without pagefs's own. */
+  fuseOpts: string[];
+  cacheBytes: number;
+  debugLocks: boolean;
+  unsafeNoInvalidateLock: boolean;
+  delays: { afterLookup: number; beforeInsert: number };
+  writebackIntervalMs: number;
+  log: (msg: string) => void;
+  /** Called once the kernel has sent INIT: the mount answers. */
+  onReady: () => void;
+}
+
+/** FUSE_CAP_* bits (fuse_common.h). */
+const CAP = {
+  ASYNC_READ: 1 << 0,
+  ATOMIC_O_TRUNC: 1 << 3,
+  EXPORT_SUPPORT: 1 << 4,
+  SPLICE_WRITE: 1 << 7,
+  SPLICE_MOVE: 1 << 8,
+  SPLICE_READ: 1 << 9,
+  AUTO_INVAL_DATA: 1 << 12,
+  READDIRPLUS: 1 << 13,
+  READDIRPLUS_AUTO: 1 << 14,
+  ASYNC_DIO: 1 << 15,
+  WRITEBACK_CACHE: 1 << 16,
+  PARALLEL_DIROPS: 1 << 18,
+  EXPLICIT_INVAL_DATA: 1 << 25,
+};
+
+export function mountConfig(): MountConfig {
+  return {
+    ops: Dispatcher.opCodes(),
+    // Our own invalidations are explicit (notify_inval_inode); AUTO_INVAL_DATA would drop
+    // the kernel's whole cache of a file whenever its mtime moves, i.e. after every write.
+    want: CAP.ASYNC_READ | CAP.READDIRPLUS | CAP.PARALLEL_DIROPS | CAP.EXPLICIT_INVAL_DATA | CAP.EXPORT_SUPPORT,
+    // Splice would hand us pipe buffers we then copy anyway; writeback cache moves size and
+    // mtime ownership into the kernel (design.md §5a): off until the page cache is proven.
+    unwant: CAP.AUTO_INVAL_DATA | CAP.WRITEBACK_CACHE | CAP.SPLICE_READ | CAP.SPLICE_WRITE | CAP.SPLICE_MOVE | CAP.READDIRPLUS_AUTO,
+    maxWrite: 1 << 20,
+    maxReadahead: 1 << 20,
+    maxThreads: 8,
+    timeGran: 1,
+  };
+}
+
+export function runDaemon(opts: DaemonOptions): Promise<number> {
+  lockChecker.enabled = opts.debugLocks;
+  lockChecker.report = (m) => opts.log(`LOCK CHECKER: ${m}`);
+  fillDebug.noInvalidateLock = opts.unsafeNoInvalidateLock;
+  fillDebug.afterLookupMs = opts.delays.afterLookup;
+  fillDebug.beforeInsertMs = opts.delays.beforeInsert;
+
+  const store = Store.open(opts.store, { readonly: false, cmd: 'pagefs mount' });
+  store.claim(currentOwner());
+  const fuse = fuseBinding();
+  const notify = new NotifyQueue(fuse, opts.log);
+  const vfs = new Vfs(store, { cacheBytes: opts.cacheBytes, invalidator: notify });
+  const orphans = vfs.recoverOrphans();
+  if (orphans > 0) opts.log(`removed ${orphans} orphaned inode(s) left by an unclean shutdown`);
+
+  return new Promise<number>((resolve) => {
+    let session: Session | null = null;
+    let timer: NodeJS.Timeout | null = null;
+    let finished = false;
+    const finish = (code: number) => {
+      if (finished) return;
+      finished = true;
+      if (timer) clearInterval(timer);
+      try {
+        vfs.shutdown();
+        store.release();
+      } catch (e) {
+        opts.log(`shutdown: ${(e as Error).stack}`);
+        code = 1;
+      }
+      store.close();
+      for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.off(s, onSignal);
+      resolve(code);
+    };
+    const dispatcher = new Dispatcher(vfs, fuse, {
+      attrTimeout: 1,
+      entryTimeout: 1,
+      log: opts.log,
+      onEvent: (op, args) => {
+        if (op === OP.INIT) {
+          opts.log(`mounted ${opts.store} on ${opts.mountpoint} (FUSE ${args[2]}.${args[3]}, max_write ${args[4]}, want 0x${(args[1] >>> 0).toString(16)})`);
+          opts.onReady();
+        } else if (op === OP.EXIT) {
+          opts.log(`unmounted ${opts.mountpoint}`);
+          finish(0);
+        }
+      },
+    });
+    const onSignal = (sig: string) => {
+      opts.log(`${sig}: unmounting ${opts.mountpoint}`);
+      if (session) fuse.unmount(session);
+    };
+    for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(s, onSignal);
+    const argv = ['pagefs', '-o', ['default_permissions', `fsname=${opts.store}`, 'subtype=pagefs', ...opts.fuseOpts].join(',')];
+    try {
+      session = fuse.mount(opts.mountpoint, argv, mountConfig(), dispatcher.handle);
+    } catch (e) {
+      finished = true;
+      store.release();
+      store.close();
+      for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.off(s, onSignal);
+      throw e;
+    }
+    notify.session = session;
+    timer = setInterval(() => {
+      try {
+        vfs.writebackAll();
+      } catch (e) {
+        opts.log(`periodic writeback: ${(e as Error).stack}`);
+      }
+    }, opts.writebackIntervalMs);
+    timer.unref();
+  });
+}

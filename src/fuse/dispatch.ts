@@ -1,0 +1,142 @@
+/**
+ * The dispatcher: every request from the addon comes here, runs its op's VFS call and
+ * gets exactly one reply. A handler that returns a plain value is answered in the same
+ * turn of the event loop (no request can run in between); one that returns a promise is
+ * answered when it settles. Errors: FsError -> its errno; anything else -> EIO and a
+ * log line with the stack, and the daemon keeps serving.
+ */
+import type { FuseBinding, Req } from './binding.js';
+import { OP } from './binding.js';
+import { OPS, type OpDef, type ReplyKind, type OpenOut, type CreateOut, type XattrOut, type DirOut } from './ops.js';
+import { encodeAttr, scratchAttr } from './attrs.js';
+import type { Vfs, Caller } from '../vfs/vfs.js';
+import type { Inode } from '../vfs/inode.js';
+import type { ReadResult } from '../vfs/io.js';
+import type { StatfsOut } from '../vfs/statfs.js';
+import { lookedUp } from '../vfs/readdir.js';
+import { FsError, errnoNumber } from '../util/errors.js';
+import { LockOrderError } from '../cache/lockcheck.js';
+
+export interface DispatchOptions {
+  attrTimeout: number;
+  entryTimeout: number;
+  log: (msg: string) => void;
+  /** Lifecycle events (INIT, DESTROY, EXIT) go here. */
+  onEvent: (op: number, args: number[]) => void;
+}
+
+export class Dispatcher {
+  readonly inflight = new Set<number>();
+  errors = 0;
+
+  constructor(private readonly vfs: Vfs, private readonly fuse: FuseBinding, private readonly opts: DispatchOptions) {}
+
+  /** The op codes to register with libfuse. */
+  static opCodes(): number[] {
+    return Object.keys(OPS).map(Number);
+  }
+
+  readonly handle = (op: number, req: Req, uid: number, gid: number, pid: number, umask: number, ...args: any[]): void => {
+    const def = OPS[op];
+    if (!def) {
+      if (op === OP.INIT || op === OP.DESTROY || op === OP.EXIT) this.opts.onEvent(op, args);
+      else this.fuse.replyErr(req, errnoNumber('ENOSYS'));
+      return;
+    }
+    const caller: Caller = { uid, gid, pid, umask };
+    let result: unknown;
+    try {
+      result = def.run(this.vfs, caller, ...args);
+    } catch (e) {
+      this.fail(req, def, e);
+      return;
+    }
+    if (result instanceof Promise) {
+      this.inflight.add(req);
+      result.then(
+        (r) => { this.inflight.delete(req); this.send(req, def, r); },
+        (e) => { this.inflight.delete(req); this.fail(req, def, e); },
+      );
+    } else {
+      this.send(req, def, result);
+    }
+  };
+
+  private fail(req: Req, def: OpDef, e: unknown): void {
+    if (e instanceof FsError) {
+      this.fuse.replyErr(req, e.errno);
+      return;
+    }
+    this.errors++;
+    const what = e instanceof LockOrderError ? 'lock checker' : 'internal error';
+    this.opts.log(`${def.name}: ${what}: ${(e as Error)?.stack ?? e}`);
+    this.fuse.replyErr(req, errnoNumber('EIO'));
+  }
+
+  private send(req: Req, def: OpDef, r: any): void {
+    try {
+      this.reply(req, def.reply, r);
+    } catch (e) {
+      this.fail(req, def, e);
+    }
+  }
+
+  private reply(req: Req, kind: ReplyKind, r: any): void {
+    const f = this.fuse;
+    const { attrTimeout, entryTimeout } = this.opts;
+    switch (kind) {
+      case 'ok': return f.replyErr(req, 0);
+      case 'none': return f.replyNone(req);
+      case 'entry': {
+        const inode = r as Inode | null;
+        if (!inode) return f.replyEntry(req, 0, 0, scratchAttr, 0, entryTimeout);
+        return f.replyEntry(req, inode.ino, inode.rec.generation, encodeAttr(this.vfs, inode.rec), attrTimeout, entryTimeout);
+      }
+      case 'create': {
+        const c = r as CreateOut;
+        return f.replyCreate(req, c.inode.ino, c.inode.rec.generation, encodeAttr(this.vfs, c.inode.rec), attrTimeout, entryTimeout, c.fh, c.flags);
+      }
+      case 'attr': return f.replyAttr(req, encodeAttr(this.vfs, (r as Inode).rec), attrTimeout);
+      case 'readlink': return f.replyReadlink(req, r as Buffer);
+      case 'open': return f.replyOpen(req, (r as OpenOut).fh, (r as OpenOut).flags);
+      case 'write': return f.replyWrite(req, r as number);
+      case 'read': {
+        const rr = r as ReadResult;
+        try {
+          f.replyIov(req, rr.bufs);
+        } finally {
+          rr.done?.();
+        }
+        return;
+      }
+      case 'statfs': {
+        const s = r as StatfsOut;
+        return f.replyStatfs(req, s.bsize, s.frsize, s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.ffree, s.namemax);
+      }
+      case 'xattr': {
+        const x = r as XattrOut;
+        return 'size' in x ? f.replyXattr(req, x.size) : f.replyBuf(req, x.data);
+      }
+      case 'lseek': return f.replyLseek(req, r as number);
+      case 'dir':
+      case 'dirplus': return this.replyDir(req, r as DirOut, kind === 'dirplus');
+    }
+  }
+
+  private replyDir(req: Req, d: DirOut, plus: boolean): void {
+    const n = d.entries.length;
+    const nums = new Float64Array(n * 4);
+    const attrs = new Float64Array(plus ? n * 15 : 0);
+    const names: Buffer[] = [];
+    d.entries.forEach((e, i) => {
+      names.push(e.name);
+      nums[i * 4] = e.ino;
+      nums[i * 4 + 1] = e.rec.generation;
+      nums[i * 4 + 2] = e.next;
+      nums[i * 4 + 3] = e.rec.mode;
+      if (plus) encodeAttr(this.vfs, e.rec, attrs, i * 15);
+    });
+    const packed = this.fuse.replyDir(req, d.maxSize, plus, names, nums, attrs, this.opts.attrTimeout, this.opts.entryTimeout);
+    if (plus) lookedUp(this.vfs, d.entries.slice(0, packed));
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * The op table: one row per kernel op pagefs implements, naming how its result is
+ * replied to and the VFS call that produces it. An op missing here is not registered
+ * with libfuse at all (ENOSYS, forever, from the kernel's point of view): never leave a
+ * row that answers ENOSYS for a "not now".
+ */
+import { OP, SET, OPEN_KEEP_CACHE, A } from './binding.js';
+import type { Vfs, Caller } from '../vfs/vfs.js';
+import type { Inode } from '../vfs/inode.js';
+import * as entry from '../vfs/entry.js';
+import * as namei from '../vfs/namei.js';
+import * as attr from '../vfs/attr.js';
+import * as dir from '../vfs/readdir.js';
+import * as io from '../vfs/io.js';
+import * as alloc from '../vfs/alloc.js';
+import * as copy from '../vfs/copy.js';
+import * as xattr from '../vfs/xattr.js';
+import { statfs } from '../vfs/statfs.js';
+import { fsErr } from '../util/errors.js';
+import type { ReadResult } from '../vfs/io.js';
+import type { DirEntry } from '../vfs/readdir.js';
+
+export type ReplyKind =
+  | 'ok' | 'none' | 'entry' | 'create' | 'attr' | 'readlink' | 'open' | 'write' | 'read'
+  | 'statfs' | 'xattr' | 'lseek' | 'dir' | 'dirplus';
+
+export interface OpDef {
+  name: string;
+  reply: ReplyKind;
+  run: (vfs: Vfs, c: Caller, ...args: any[]) => any;
+}
+
+export interface OpenOut { fh: number; flags: number }
+export interface CreateOut { inode: Inode; fh: number; flags: number }
+/** Value of an xattr request: the bytes, or their size when the caller asked with size 0. */
+export type XattrOut = { size: number } | { data: Buffer };
+export interface DirOut { entries: DirEntry[]; maxSize: number; vfs: Vfs }
+
+/**
+ * Kernel page cache policy: keep it across opens (FOPEN_KEEP_CACHE). Every change of
+ * file data passes through this kernel, which updates or drops its own pages, and what
+ * changes behind its back is sent as notify_inval_inode.
+ */
+const OPEN_FLAGS = OPEN_KEEP_CACHE;
+
+function xattrOut(value: Buffer, size: number): XattrOut {
+  if (size === 0) return { size: value.length };
+  if (value.length > size) throw fsErr('ERANGE');
+  return { data: value };
+}
+
+function decodeSetattr(toSet: number, a: Float64Array): attr.AttrChange {
+  const ch: attr.AttrChange = {};
+  if (toSet & SET.MODE) ch.mode = a[A.mode];
+  if (toSet & SET.UID) ch.uid = a[A.uid];
+  if (toSet & SET.GID) ch.gid = a[A.gid];
+  if (toSet & SET.SIZE) ch.size = a[A.size];
+  if (toSet & SET.ATIME_NOW) ch.atime = 'now';
+  else if (toSet & SET.ATIME) ch.atime = [a[A.atimeSec], a[A.atimeNsec]];
+  if (toSet & SET.MTIME_NOW) ch.mtime = 'now';
+  else if (toSet & SET.MTIME) ch.mtime = [a[A.mtimeSec], a[A.mtimeNsec]];
+  if (toSet & SET.CTIME) ch.ctime = [a[A.ctimeSec], a[A.ctimeNsec]];
+  return ch;
+}
+
+export const OPS: Record<number, OpDef> = {
+  [OP.LOOKUP]: { name: 'lookup', reply: 'entry', run: (v, _c, parent: number, name: Buffer) => entry.lookup(v, parent, name) },
+  [OP.FORGET]: { name: 'forget', reply: 'none', run: (v, _c, ino: number, n: number) => entry.forget(v, ino, n) },
+  [OP.FORGET_MULTI]: {
+    name: 'forget_multi', reply: 'none',
+    run: (v, _c, pairs: Float64Array) => { for (let i = 0; i < pairs.length; i += 2) entry.forget(v, pairs[i], pairs[i + 1]); },
+  },
+  [OP.GETATTR]: { name: 'getattr', reply: 'attr', run: (v, _c, ino: number) => entry.getattr(v, ino) },
+  [OP.SETATTR]: {
+    name: 'setattr', reply: 'attr',
+    run: (v, c, ino: number, toSet: number, a: Float64Array) => attr.setattr(v, c, ino, decodeSetattr(toSet, a)),
+  },
+  [OP.READLINK]: { name: 'readlink', reply: 'readlink', run: (v, _c, ino: number) => namei.readlink(v, ino) },
+  [OP.MKNOD]: {
+    name: 'mknod', reply: 'entry',
+    run: (v, c, parent: number, name: Buffer, mode: number, rdev: number) => namei.makeNode(v, c, parent, name, mode, rdev),
+  },
+  [OP.MKDIR]: { name: 'mkdir', reply: 'entry', run: (v, c, parent: number, name: Buffer, mode: number) => namei.mkdir(v, c, parent, name, mode) },
+  [OP.UNLINK]: { name: 'unlink', reply: 'ok', run: (v, _c, parent: number, name: Buffer) => namei.unlink(v, parent, name) },
+  [OP.RMDIR]: { name: 'rmdir', reply: 'ok', run: (v, _c, parent: number, name: Buffer) => namei.rmdir(v, parent, name) },
+  [OP.SYMLINK]: {
+    name: 'symlink', reply: 'entry',
+    run: (v, c, target: Buffer, parent: number, name: Buffer) => namei.symlink(v, c, target, parent, name),
+  },
+  [OP.RENAME]: {
+    name: 'rename', reply: 'ok',
+    run: (v, _c, parent: number, name: Buffer, np: number, nn: Buffer, flags: number) => namei.rename(v, parent, name, np, nn, flags),
+  },
+  [OP.LINK]: { name: 'link', reply: 'entry', run: (v, _c, ino: number, np: number, nn: Buffer) => namei.link(v, ino, np, nn) },
+  [OP.OPEN]: { name: 'open', reply: 'open', run: (v, _c, ino: number, flags: number): OpenOut => ({ fh: io.open(v, ino, flags), flags: OPEN_FLAGS }) },
+  [OP.READ]: {
+    name: 'read', reply: 'read',
+    run: (v, _c, ino: number, size: number, off: number, fh: number): ReadResult | Promise<ReadResult> => io.read(v, fh, ino, size, off),
+  },
+  [OP.WRITE]: { name: 'write', reply: 'write', run: (v, _c, ino: number, data: Buffer, off: number, fh: number) => io.write(v, fh, ino, data, off) },
+  [OP.FLUSH]: { name: 'flush', reply: 'ok', run: (v, _c, ino: number, fh: number) => io.flush(v, fh, ino) },
+  [OP.RELEASE]: { name: 'release', reply: 'ok', run: (v, _c, ino: number, fh: number) => io.release(v, fh, ino) },
+  [OP.FSYNC]: { name: 'fsync', reply: 'ok', run: (v, _c, ino: number, _datasync: number, fh: number | null) => io.fsync(v, fh, ino) },
+  [OP.OPENDIR]: { name: 'opendir', reply: 'open', run: (v, _c, ino: number, flags: number): OpenOut => ({ fh: dir.opendir(v, ino, flags), flags: 0 }) },
+  [OP.READDIR]: {
+    name: 'readdir', reply: 'dir',
+    run: (v, _c, ino: number, size: number, off: number): DirOut => ({ entries: dir.readdir(v, ino, off, Math.ceil(size / 24) + 2), maxSize: size, vfs: v }),
+  },
+  [OP.READDIRPLUS]: {
+    name: 'readdirplus', reply: 'dirplus',
+    run: (v, _c, ino: number, size: number, off: number): DirOut => ({ entries: dir.readdir(v, ino, off, Math.ceil(size / 160) + 2), maxSize: size, vfs: v }),
+  },
+  [OP.RELEASEDIR]: { name: 'releasedir', reply: 'ok', run: (v, _c, ino: number, fh: number) => dir.releasedir(v, fh, ino) },
+  [OP.FSYNCDIR]: { name: 'fsyncdir', reply: 'ok', run: (v, _c, ino: number) => io.fsync(v, null, ino) },
+  [OP.STATFS]: { name: 'statfs', reply: 'statfs', run: (v) => statfs(v) },
+  [OP.SETXATTR]: {
+    name: 'setxattr', reply: 'ok',
+    run: (v, _c, ino: number, name: Buffer, value: Buffer, flags: number) => xattr.setxattr(v, ino, name, value, flags),
+  },
+  [OP.GETXATTR]: {
+    name: 'getxattr', reply: 'xattr',
+    run: (v, _c, ino: number, name: Buffer, size: number): XattrOut => xattrOut(xattr.getxattr(v, ino, name), size),
+  },
+  [OP.LISTXATTR]: { name: 'listxattr', reply: 'xattr', run: (v, _c, ino: number, size: number): XattrOut => xattrOut(xattr.listxattr(v, ino), size) },
+  [OP.REMOVEXATTR]: { name: 'removexattr', reply: 'ok', run: (v, _c, ino: number, name: Buffer) => xattr.removexattr(v, ino, name) },
+  // default_permissions: the kernel checks modes itself and calls access(2) through here only without it.
+  [OP.ACCESS]: { name: 'access', reply: 'ok', run: (v, _c, ino: number) => { entry.getattr(v, ino); } },
+  [OP.CREATE]: {
+    name: 'create', reply: 'create',
+    run: (v, c, parent: number, name: Buffer, mode: number, flags: number): CreateOut => ({ ...io.create(v, c, parent, name, mode, flags), flags: OPEN_FLAGS }),
+  },
+  [OP.FALLOCATE]: {
+    name: 'fallocate', reply: 'ok',
+    run: (v, _c, ino: number, mode: number, off: number, len: number, fh: number) => alloc.fallocate(v, fh, ino, mode, off, len),
+  },
+  [OP.COPY_FILE_RANGE]: {
+    name: 'copy_file_range', reply: 'write',
+    run: (v, _c, inoIn: number, offIn: number, fhIn: number, inoOut: number, offOut: number, fhOut: number, len: number, flags: number) => {
+      if (flags !== 0) throw fsErr('EINVAL');
+      return copy.copyFileRange(v, inoIn, offIn, fhIn, inoOut, offOut, fhOut, len);
+    },
+  },
+  [OP.LSEEK]: { name: 'lseek', reply: 'lseek', run: (v, _c, ino: number, off: number, whence: number, fh: number) => alloc.lseek(v, fh, ino, off, whence) },
+};

@@ -1,0 +1,219 @@
+/**
+ * Block map, allocator and refcounts: the part of the store that decides which physical
+ * block holds which bytes of which file.
+ *
+ * Contract: every method that changes a table must run inside Store.txn (the allocator's
+ * counters are restored if the transaction throws). Freed blocks keep their bytes and
+ * are handed out again lowest-first, before the high-water mark grows, so that reuse is
+ * immediate and deterministic, as on a small disk: the condition under which a stale
+ * mapping shows another file's data, which the stress tests must be able to provoke.
+ */
+import type { DB } from './open.js';
+import { BMAP_UNWRITTEN } from './schema.js';
+import { fsErr } from '../util/errors.js';
+
+export interface MapEntry {
+  fblock: number;
+  pblock: number;
+  flags: number;
+  refcount: number;
+}
+
+export interface AllocCounters {
+  hwm: number;
+  used: number;
+  reserved: number;
+}
+
+export class BlockTable {
+  /** Next physical block number never handed out (superblock.next_pblock). */
+  hwm: number;
+  /** Allocated blocks (rows of refs). */
+  used: number;
+  /** Blocks promised to dirty cache pages that will need one at writeback (delayed allocation). */
+  reserved = 0;
+  readonly capacity: number;
+
+  private readonly mapRangeStmt;
+  private readonly mapOneStmt;
+  private readonly upsertMapStmt;
+  private readonly deleteMapRangeStmt;
+  private readonly mapRowsRangeStmt;
+  private readonly lastMappedStmt;
+  private readonly nextMappedStmt;
+  private readonly popFreeStmt;
+  private readonly pushFreeStmt;
+  private readonly insertRefStmt;
+  private readonly refcountStmt;
+  private readonly increfStmt;
+  private readonly decrefStmt;
+  private readonly deleteRefStmt;
+  private readonly readDataStmt;
+  private readonly writeDataStmt;
+  private readonly setFlagsStmt;
+  private readonly sharedStmt;
+  private readonly countMappedStmt;
+
+  constructor(private readonly db: DB, capacityBlocks: number) {
+    this.capacity = capacityBlocks;
+    this.hwm = db.prepare('SELECT next_pblock FROM superblock WHERE id = 1').pluck().get() as number;
+    this.used = db.prepare('SELECT count(*) FROM refs').pluck().get() as number;
+    this.mapRangeStmt = db.prepare(`SELECT b.fblock, b.pblock, b.flags, r.refcount FROM bmap b JOIN refs r ON r.pblock = b.pblock
+      WHERE b.ino = ? AND b.fblock >= ? AND b.fblock <= ? ORDER BY b.fblock`);
+    this.mapOneStmt = db.prepare(`SELECT b.fblock, b.pblock, b.flags, r.refcount FROM bmap b JOIN refs r ON r.pblock = b.pblock
+      WHERE b.ino = ? AND b.fblock = ?`);
+    this.upsertMapStmt = db.prepare('INSERT OR REPLACE INTO bmap (ino, fblock, pblock, flags) VALUES (?, ?, ?, ?)');
+    this.deleteMapRangeStmt = db.prepare('DELETE FROM bmap WHERE ino = ? AND fblock >= ? AND fblock <= ?');
+    this.mapRowsRangeStmt = db.prepare('SELECT pblock FROM bmap WHERE ino = ? AND fblock >= ? AND fblock <= ?').pluck();
+    this.lastMappedStmt = db.prepare('SELECT max(fblock) FROM bmap WHERE ino = ?').pluck();
+    this.nextMappedStmt = db.prepare(`SELECT b.fblock, b.pblock, b.flags, r.refcount FROM bmap b JOIN refs r ON r.pblock = b.pblock
+      WHERE b.ino = ? AND b.fblock >= ? ORDER BY b.fblock LIMIT 1`);
+    this.popFreeStmt = db.prepare('DELETE FROM free_blocks WHERE pblock = (SELECT min(pblock) FROM free_blocks) RETURNING pblock').pluck();
+    this.pushFreeStmt = db.prepare('INSERT INTO free_blocks (pblock) VALUES (?)');
+    this.insertRefStmt = db.prepare('INSERT INTO refs (pblock, refcount) VALUES (?, 1)');
+    this.refcountStmt = db.prepare('SELECT refcount FROM refs WHERE pblock = ?').pluck();
+    this.increfStmt = db.prepare('UPDATE refs SET refcount = refcount + 1 WHERE pblock = ?');
+    this.decrefStmt = db.prepare('UPDATE refs SET refcount = refcount - 1 WHERE pblock = ? AND refcount > 1');
+    this.deleteRefStmt = db.prepare('DELETE FROM refs WHERE pblock = ?');
+    this.readDataStmt = db.prepare('SELECT bytes FROM data WHERE pblock = ?').pluck();
+    this.writeDataStmt = db.prepare('INSERT OR REPLACE INTO data (pblock, bytes) VALUES (?, ?)');
+    this.setFlagsStmt = db.prepare('UPDATE bmap SET flags = ? WHERE ino = ? AND fblock = ?');
+    this.sharedStmt = db.prepare('SELECT count(*) FROM refs WHERE refcount > 1').pluck();
+    this.countMappedStmt = db.prepare('SELECT count(*) FROM bmap WHERE ino = ?').pluck();
+  }
+
+  get free(): number {
+    return this.capacity - this.used - this.reserved;
+  }
+
+  snapshot(): AllocCounters {
+    return { hwm: this.hwm, used: this.used, reserved: this.reserved };
+  }
+
+  restore(c: AllocCounters): void {
+    this.hwm = c.hwm;
+    this.used = c.used;
+    this.reserved = c.reserved;
+  }
+
+  /** Mapped blocks of `ino` in [first, last], ascending. */
+  mapRange(ino: number, first: number, last: number): MapEntry[] {
+    return this.mapRangeStmt.all(ino, first, last) as MapEntry[];
+  }
+
+  mapOne(ino: number, fblock: number): MapEntry | undefined {
+    return this.mapOneStmt.get(ino, fblock) as MapEntry | undefined;
+  }
+
+  /** The first mapped block at or after `fblock`, for SEEK_DATA. */
+  nextMapped(ino: number, fblock: number): MapEntry | undefined {
+    return this.nextMappedStmt.get(ino, fblock) as MapEntry | undefined;
+  }
+
+  lastMapped(ino: number): number | null {
+    return this.lastMappedStmt.get(ino) as number | null;
+  }
+
+  readData(pblock: number): Buffer | undefined {
+    return this.readDataStmt.get(pblock) as Buffer | undefined;
+  }
+
+  refcount(pblock: number): number {
+    return (this.refcountStmt.get(pblock) as number | undefined) ?? 0;
+  }
+
+  /** Blocks mapped by `ino`, preallocated ones included (st_blocks counts them too). */
+  countMapped(ino: number): number {
+    return this.countMappedStmt.get(ino) as number;
+  }
+
+  sharedCount(): number {
+    return this.sharedStmt.get() as number;
+  }
+
+  /**
+   * Hands out one block with refcount 1. `fromReservation` says the caller holds a
+   * reservation for it (delayed allocation at writeback), so the reserve shrinks instead
+   * of the free space being checked again.
+   */
+  allocate(fromReservation: boolean): number {
+    if (fromReservation) {
+      this.reserved--;
+    } else if (this.used + this.reserved >= this.capacity) {
+      throw fsErr('ENOSPC');
+    }
+    let pblock = this.popFreeStmt.get() as number | undefined;
+    if (pblock === undefined) {
+      pblock = this.hwm++;
+    }
+    this.insertRefStmt.run(pblock);
+    this.used++;
+    return pblock;
+  }
+
+  /** Promises `n` blocks to a future writeback, or throws ENOSPC. */
+  reserve(n: number): void {
+    if (n <= 0) return;
+    if (this.used + this.reserved + n > this.capacity) throw fsErr('ENOSPC');
+    this.reserved += n;
+  }
+
+  unreserve(n: number): void {
+    this.reserved -= n;
+    if (this.reserved < 0) throw new Error(`block reservation underflow (${this.reserved})`);
+  }
+
+  incref(pblock: number): void {
+    this.increfStmt.run(pblock);
+  }
+
+  /** Drops one reference; at zero the block goes to the free list (its bytes stay). */
+  decref(pblock: number): void {
+    if (this.decrefStmt.run(pblock).changes === 0) {
+      this.deleteRefStmt.run(pblock);
+      this.pushFreeStmt.run(pblock);
+      this.used--;
+    }
+  }
+
+  writeData(pblock: number, bytes: Buffer): void {
+    this.writeDataStmt.run(pblock, bytes);
+  }
+
+  setMap(ino: number, fblock: number, pblock: number, flags: number): void {
+    this.upsertMapStmt.run(ino, fblock, pblock, flags);
+  }
+
+  setFlags(ino: number, fblock: number, flags: number): void {
+    this.setFlagsStmt.run(flags, ino, fblock);
+  }
+
+  /** Unmaps [first, last] of `ino`, dropping one reference per mapped block; returns how many were mapped. */
+  unmapRange(ino: number, first: number, last: number): number {
+    const pblocks = this.mapRowsRangeStmt.all(ino, first, last) as number[];
+    if (pblocks.length === 0) return 0;
+    this.deleteMapRangeStmt.run(ino, first, last);
+    for (const p of pblocks) this.decref(p);
+    return pblocks.length;
+  }
+
+  /** Writes one whole block of file data at `fblock`, copying on write if the block is shared. */
+  writeBlock(ino: number, fblock: number, bytes: Buffer, fromReservation: boolean): void {
+    const cur = this.mapOne(ino, fblock);
+    if (cur && cur.refcount === 1) {
+      if (fromReservation) this.unreserve(1);
+      this.writeData(cur.pblock, bytes);
+      if (cur.flags & BMAP_UNWRITTEN) this.setFlags(ino, fblock, cur.flags & ~BMAP_UNWRITTEN);
+      return;
+    }
+    const pblock = this.allocate(fromReservation);
+    this.writeData(pblock, bytes);
+    this.setMap(ino, fblock, pblock, 0);
+    if (cur) this.decref(cur.pblock);
+  }
+
+  /** Whether writing `fblock` of `ino` will need a new block (unmapped or shared). */
+  needsAllocation(entry: MapEntry | undefined): boolean {
+    return entry === undefined || entry.refcount > 1;
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * Creating and opening store files. Every way a path can fail to be a usable store ends
+ * in a UserError with one line that names the path and what is wrong with it.
+ */
+import fs from 'node:fs';
+import crypto from 'node:crypto';
+import Database from 'better-sqlite3';
+import { DDL, FORMAT_VERSION, MAGIC, ROOT_INO, SQLITE_PAGE_SIZE } from './schema.js';
+import { UserError } from '../util/errors.js';
+
+export type DB = Database.Database;
+
+export interface Superblock {
+  formatVersion: number;
+  blockSize: number;
+  capacityBlocks: number;
+  uuid: string;
+  createdS: number;
+}
+
+export const MIN_BLOCK_SIZE = 1024;
+export const MAX_BLOCK_SIZE = 65536;
+
+export function validBlockSize(n: number): boolean {
+  return Number.isInteger(n) && n >= MIN_BLOCK_SIZE && n <= MAX_BLOCK_SIZE && (n & (n - 1)) === 0;
+}
+
+/**
+ * Pragmas for every connection. WAL lets readers run beside the one writer.
+ * synchronous=NORMAL: a commit is durable against a daemon crash (the WAL is in the OS
+ * cache) and consistent after power loss; fsync(2) through the mount asks for FULL for
+ * its own commit (see Store.durably). mmap_size lets reads of data blocks skip a copy
+ * through SQLite's page cache; cache_size keeps the b-tree interior pages hot.
+ */
+export function applyPragmas(db: DB, readonly: boolean): void {
+  db.pragma('busy_timeout = 5000');
+  if (!readonly) {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+  }
+  db.pragma('cache_size = -65536');
+  db.pragma('mmap_size = 1073741824');
+  db.pragma('temp_store = MEMORY');
+}
+
+export function createStoreFile(path: string, blockSize: number, capacityBytes: number): Superblock {
+  if (!validBlockSize(blockSize)) {
+    throw new UserError(`pagefs mkfs: block size ${blockSize} is not a power of two between ${MIN_BLOCK_SIZE} and ${MAX_BLOCK_SIZE}`);
+  }
+  const capacityBlocks = Math.floor(capacityBytes / blockSize);
+  if (capacityBlocks < 16) {
+    throw new UserError(`pagefs mkfs: capacity ${capacityBytes} bytes is too small (at least 16 blocks of ${blockSize} bytes)`);
+  }
+  if (fs.existsSync(path)) {
+    throw new UserError(`pagefs mkfs: ${path} already exists; remove it first`);
+  }
+  let db: DB;
+  try {
+    db = new Database(path);
+  } catch (e) {
+    throw new UserError(`pagefs mkfs: cannot create ${path}: ${(e as Error).message}`);
+  }
+  try {
+    db.pragma(`page_size = ${SQLITE_PAGE_SIZE}`);
+    applyPragmas(db, false);
+    const nowS = Math.floor(Date.now() / 1000);
+    const uuid = crypto.randomUUID();
+    db.transaction(() => {
+      db.exec(DDL);
+      db.prepare(`INSERT INTO superblock (id, magic, format_version, block_size, capacity_blocks, uuid, created_s, next_pblock, next_generation)
+                  VALUES (1, ?, ?, ?, ?, ?, ?, 1, 2)`).run(MAGIC, FORMAT_VERSION, blockSize, capacityBlocks, uuid, nowS);
+      const [s, ns] = nowParts();
+      // The root directory, owned by whoever made the store, 0755, nlink 2 ("." and its entry in the mount's parent).
+      db.prepare(`INSERT INTO inodes (ino, generation, mode, nlink, uid, gid, atime_s, atime_ns, mtime_s, mtime_ns, ctime_s, ctime_ns, btime_s, btime_ns)
+                  VALUES (?, 1, ?, 2, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+        .run(ROOT_INO, 0o040755, process.getuid?.() ?? 0, process.getgid?.() ?? 0, s, ns, s, ns, s, ns, s, ns);
+    })();
+    return { formatVersion: FORMAT_VERSION, blockSize, capacityBlocks, uuid, createdS: nowS };
+  } finally {
+    db.close();
+  }
+}
+
+/** Wall clock as [seconds, nanoseconds], with the nanoseconds the platform offers. */
+export function nowParts(): [number, number] {
+  const ns = process.hrtime.bigint() - hrBase + wallBaseNs;
+  return [Number(ns / 1_000_000_000n), Number(ns % 1_000_000_000n)];
+}
+const wallBaseNs = BigInt(Date.now()) * 1_000_000n;
+const hrBase = process.hrtime.bigint();
+
+/**
+ * Opens an existing store. `cmd` prefixes the messages ("pagefs mount", "pagefs fsck").
+ * Checks, in order: the path exists and is a regular file, SQLite can read it, it has a
+ * pagefs superblock, and its format version is one this build understands.
+ */
+export function openStoreFile(path: string, opts: { readonly: boolean; cmd: string }): { db: DB; sb: Superblock } {
+  const { cmd } = opts;
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(path);
+  } catch {
+    throw new UserError(`${cmd}: ${path}: no such store (create one with: pagefs mkfs ${path})`);
+  }
+  if (!st.isFile()) throw new UserError(`${cmd}: ${path}: not a pagefs store (not a regular file)`);
+  let db: DB;
+  try {
+    db = new Database(path, { readonly: opts.readonly, fileMustExist: true });
+  } catch (e) {
+    throw new UserError(`${cmd}: ${path}: cannot open: ${(e as Error).message}`);
+  }
+  try {
+    let row: any;
+    try {
+      row = db.prepare('SELECT * FROM superblock WHERE id = 1').get();
+    } catch {
+      throw new UserError(`${cmd}: ${path}: not a pagefs store`);
+    }
+    if (!row || row.magic !== MAGIC) throw new UserError(`${cmd}: ${path}: not a pagefs store`);
+    if (row.format_version !== FORMAT_VERSION) {
+      throw new UserError(`${cmd}: ${path}: store format version ${row.format_version} is not supported by this pagefs (it reads version ${FORMAT_VERSION})`);
+    }
+    applyPragmas(db, opts.readonly);
+    return {
+      db,
+      sb: {
+        formatVersion: row.format_version,
+        blockSize: row.block_size,
+        capacityBlocks: row.capacity_blocks,
+        uuid: row.uuid,
+        createdS: row.created_s,
+      },
+    };
+  } catch (e) {
+    db.close();
+    throw e;
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * The store: one SQLite connection that writes (the daemon's), its tables, transactions
+ * and the mount ownership record. This is the narrow interface the rest of pagefs sees
+ * (tables, txn, durably); a different backend would implement the same.
+ *
+ * Transactions are synchronous (better-sqlite3): a txn body never awaits, so no other
+ * request can observe a half-done change, and a throw rolls back both SQLite and the
+ * allocator's in-memory counters.
+ */
+import fs from 'node:fs';
+import type { DB, Superblock } from './open.js';
+import { openStoreFile } from './open.js';
+import { InodeTable } from './inodes.js';
+import { DentryTable } from './dentries.js';
+import { BlockTable } from './blocks.js';
+import { XattrTable } from './xattrs.js';
+import { UserError } from '../util/errors.js';
+
+export interface Owner {
+  pid: number;
+  start: string;
+  boot: string;
+}
+
+export class Store {
+  readonly inodes: InodeTable;
+  readonly dentries: DentryTable;
+  readonly blocks: BlockTable;
+  readonly xattrs: XattrTable;
+  private readonly nextGenStmt;
+  private readonly bumpGenStmt;
+  private readonly setHwmStmt;
+  private depth = 0;
+
+  constructor(readonly db: DB, readonly sb: Superblock, readonly path: string) {
+    this.inodes = new InodeTable(db);
+    this.dentries = new DentryTable(db);
+    this.blocks = new BlockTable(db, sb.capacityBlocks);
+    this.xattrs = new XattrTable(db);
+    this.nextGenStmt = db.prepare('SELECT next_generation FROM superblock WHERE id = 1').pluck();
+    this.bumpGenStmt = db.prepare('UPDATE superblock SET next_generation = next_generation + 1 WHERE id = 1');
+    this.setHwmStmt = db.prepare('UPDATE superblock SET next_pblock = ? WHERE id = 1');
+  }
+
+  static open(path: string, opts: { readonly: boolean; cmd: string }): Store {
+    const { db, sb } = openStoreFile(path, opts);
+    return new Store(db, sb, path);
+  }
+
+  /** Runs `fn` as one transaction (nested calls join the outer one). */
+  txn<T>(fn: () => T): T {
+    if (this.depth > 0) return fn();
+    const saved = this.blocks.snapshot();
+    this.depth++;
+    try {
+      return this.db.transaction(() => {
+        const r = fn();
+        if (this.blocks.hwm !== saved.hwm) this.setHwmStmt.run(this.blocks.hwm);
+        return r;
+      })();
+    } catch (e) {
+      this.blocks.restore(saved);
+      throw e;
+    } finally {
+      this.depth--;
+    }
+  }
+
+  /**
+   * Runs `fn` as one transaction committed with synchronous=FULL, so that what fsync(2)
+   * promised survives power loss and not only a daemon crash.
+   */
+  durably<T>(fn: () => T): T {
+    this.db.pragma('synchronous = FULL');
+    try {
+      return this.txn(fn);
+    } finally {
+      this.db.pragma('synchronous = NORMAL');
+    }
+  }
+
+  /** A generation number never handed out before in this store. */
+  newGeneration(): number {
+    const g = this.nextGenStmt.get() as number;
+    this.bumpGenStmt.run();
+    return g;
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  // ---- mount ownership: one daemon per store ----
+
+  /**
+   * Records this process as the store's daemon, atomically with the check that no live
+   * daemon holds it. A record left by a daemon that died (SIGKILL, power loss) is taken
+   * over: the pid is gone, or it now names another process (start time or boot differ).
+   */
+  claim(me: Owner): void {
+    const row = this.db.prepare('SELECT owner_pid AS pid, owner_start AS start, owner_boot AS boot FROM superblock WHERE id = 1');
+    const set = this.db.prepare('UPDATE superblock SET owner_pid = ?, owner_start = ?, owner_boot = ? WHERE id = 1');
+    this.db.transaction(() => {
+      const cur = row.get() as { pid: number | null; start: string | null; boot: string | null };
+      if (cur.pid !== null && cur.pid !== me.pid && ownerAlive(cur as Owner)) {
+        throw new UserError(`pagefs mount: ${this.path} is already mounted by pagefs daemon pid ${cur.pid}; unmount it first`);
+      }
+      set.run(me.pid, me.start, me.boot);
+    }).immediate();
+  }
+
+  release(): void {
+    this.db.prepare('UPDATE superblock SET owner_pid = NULL, owner_start = NULL, owner_boot = NULL WHERE id = 1').run();
+  }
+
+  owner(): Owner | null {
+    const cur = this.db.prepare('SELECT owner_pid AS pid, owner_start AS start, owner_boot AS boot FROM superblock WHERE id = 1').get() as any;
+    if (cur.pid === null) return null;
+    return ownerAlive(cur) ? cur : null;
+  }
+}
+
+export function currentOwner(): Owner {
+  return { pid: process.pid, start: processStart(process.pid) ?? '', boot: bootId() };
+}
+
+function processStart(pid: number): string | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 22 (starttime) counted after the ")" that ends the command name.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return rest[19];
+  } catch {
+    return null;
+  }
+}
+
+function bootId(): string {
+  try {
+    return fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+function ownerAlive(o: Owner): boolean {
+  if (o.boot !== bootId()) return false;
+  return processStart(o.pid) === o.start;
+}

@@ -1,0 +1,60 @@
+/**
+ * The system calls Node lacks, from native-shim's `sys` module, for tests, stress tools
+ * and CLI commands that run in processes other than the daemon. Each call is
+ * synchronous and throws an Error with `.code` (the errno name, e.g. 'EOPNOTSUPP') and
+ * `.errno` (positive number) on failure, like Node's own fs errors.
+ */
+import { loadNative } from '../fuse/binding.js';
+
+export const FALLOC = {
+  KEEP_SIZE: 0x01,
+  PUNCH_HOLE: 0x02,
+  NO_HIDE_STALE: 0x04,
+  COLLAPSE_RANGE: 0x08,
+  ZERO_RANGE: 0x10,
+  INSERT_RANGE: 0x20,
+  UNSHARE_RANGE: 0x40,
+} as const;
+
+export const SEEK_DATA = 3;
+export const SEEK_HOLE = 4;
+
+export const PROT_READ = 1;
+export const PROT_WRITE = 2;
+export const MAP_SHARED = 1;
+export const MAP_PRIVATE = 2;
+export const MS_ASYNC = 1;
+export const MS_INVALIDATE = 2;
+export const MS_SYNC = 4;
+
+export interface Mapping {
+  /** Copies length bytes at offset (relative to the mapping start) out of the mapping. */
+  read(offset: number, length: number): Buffer;
+  /** Copies data into the mapping at offset. */
+  write(offset: number, data: Buffer): void;
+  msync(offset: number, length: number, flags: number): void;
+  munmap(): void;
+  readonly length: number;
+}
+
+export interface Sys {
+  fallocate(fd: number, mode: number, offset: number | bigint, length: number | bigint): void;
+  /** offIn/offOut null means "use and advance the file position". Returns bytes copied. */
+  copyFileRange(fdIn: number, offIn: number | null, fdOut: number, offOut: number | null, length: number, flags: number): number;
+  ficlone(destFd: number, srcFd: number): void;
+  ficloneRange(destFd: number, srcFd: number, srcOffset: number, length: number, destOffset: number): void;
+  /** Returns the new offset (a number; offsets here stay below 2^53). */
+  lseek(fd: number, offset: number | bigint, whence: number): number;
+  /** ioctl with an in/out argument buffer passed by pointer (for _IOR/_IOW/_IOWR commands); returns the ioctl result. */
+  ioctl(fd: number, cmd: number, arg: Buffer | null): number;
+  mmap(fd: number, offset: number, length: number, prot: number, flags: number): Mapping;
+  /** open(2) with O_DIRECT or'd into flags. */
+  openDirect(path: string, flags: number, mode?: number): number;
+  /** pread/pwrite through a page-aligned bounce buffer, for O_DIRECT descriptors. */
+  preadDirect(fd: number, length: number, offset: number): Buffer;
+  pwriteDirect(fd: number, data: Buffer, offset: number): number;
+}
+
+export function sys(): Sys {
+  return loadNative().sys as Sys;
+}

@@ -1,0 +1,163 @@
+/**
+ * fallocate (allocate, KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE) and lseek SEEK_DATA/SEEK_HOLE.
+ *
+ * Punch and zero move blocks out from under cached pages: i_rwsem exclusive (no write or
+ * truncate meanwhile), then the invalidate_lock exclusive (no fill between its lookup
+ * and its insert), then the cache is invalidated and the block map changed in one store
+ * transaction, all before the reply. The kernel drops its own pages for the range only
+ * after our reply (fuse_file_fallocate), so the next FUSE_READ must already find the new
+ * truth here. Allocation (mode 0, KEEP_SIZE) moves no block and needs only i_rwsem.
+ *
+ * Preallocated blocks are UNWRITTEN: they count as used space but read as zeros and
+ * count as holes for SEEK_DATA, as ext4's unwritten extents do.
+ */
+import type { Vfs } from './vfs.js';
+import type { Inode } from './inode.js';
+import { OpCtx } from '../cache/lockcheck.js';
+import { fillLocked } from '../cache/fill.js';
+import { invalidateRangeLocked } from '../cache/invalidate.js';
+import { BMAP_UNWRITTEN } from '../store/schema.js';
+import { fsErr } from '../util/errors.js';
+
+export const FALLOC_FL_KEEP_SIZE = 0x01;
+export const FALLOC_FL_PUNCH_HOLE = 0x02;
+export const FALLOC_FL_ZERO_RANGE = 0x10;
+export const SEEK_DATA = 3;
+export const SEEK_HOLE = 4;
+
+export async function fallocate(vfs: Vfs, fh: number, ino: number, mode: number, off: number, len: number): Promise<void> {
+  const inode = vfs.handle(fh, ino).inode;
+  const m = inode.mapping;
+  if (!m) throw fsErr('ENODEV');
+  if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) throw fsErr('EOPNOTSUPP');
+  const punch = (mode & FALLOC_FL_PUNCH_HOLE) !== 0;
+  const zero = (mode & FALLOC_FL_ZERO_RANGE) !== 0;
+  if (punch && zero) throw fsErr('EOPNOTSUPP');
+  if (punch && !(mode & FALLOC_FL_KEEP_SIZE)) throw fsErr('EOPNOTSUPP');
+  if (off < 0 || len <= 0) throw fsErr('EINVAL');
+  if (off + len > vfs.maxFileSize) throw fsErr('EFBIG');
+  const keepSize = (mode & FALLOC_FL_KEEP_SIZE) !== 0;
+  const ctx = new OpCtx(punch ? 'fallocate(punch)' : zero ? 'fallocate(zero)' : 'fallocate');
+  await m.iRwsem.acquire(ctx, 'exclusive');
+  try {
+    if (punch || zero) {
+      await m.invalidateLock.acquire(ctx, 'exclusive');
+      try {
+        await clearRangeLocked(vfs, ctx, inode, off, off + len, zero);
+      } finally {
+        m.invalidateLock.release(ctx, 'exclusive');
+      }
+    } else {
+      preallocate(vfs, inode, off, off + len);
+    }
+    vfs.store.txn(() => {
+      if (!keepSize && off + len > inode.rec.size) inode.rec.size = off + len;
+      inode.stamp(punch || zero ? 'mc' : 'c');
+      vfs.persist(inode);
+    });
+  } finally {
+    m.iRwsem.release(ctx, 'exclusive');
+  }
+}
+
+/**
+ * Punch (zero = false) or zero [start, end): partial blocks are zeroed in the cache,
+ * whole blocks are unmapped (and for zero, mapped again as UNWRITTEN blocks).
+ */
+async function clearRangeLocked(vfs: Vfs, ctx: OpCtx, inode: Inode, start: number, end: number, zero: boolean): Promise<void> {
+  const m = inode.mapping!;
+  const bs = vfs.blockSize;
+  const ps = vfs.cache.pageSize;
+  if (!zero) {
+    // Punching past EOF changes nothing a reader can see; blocks preallocated there stay, as on ext4.
+    end = Math.min(end, Math.ceil(inode.rec.size / bs) * bs);
+    if (end <= start) return;
+  }
+  const fbFirst = Math.ceil(start / bs);
+  const fbEnd = Math.floor(end / bs);
+  const whole = Math.max(0, fbEnd - fbFirst);
+  if (zero && whole > vfs.store.blocks.free + countMapped(vfs, inode, fbFirst, fbEnd)) throw fsErr('ENOSPC');
+  for (const at of [start, end]) {
+    if (at % bs !== 0 && at < inode.rec.size + bs) {
+      const idx = Math.floor(at / ps);
+      await fillLocked(ctx, m, idx, idx, vfs.src);
+    }
+  }
+  invalidateRangeLocked(ctx, m, start, end, vfs.store.blocks);
+  vfs.store.txn(() => {
+    if (whole === 0) return;
+    vfs.store.blocks.unmapRange(inode.ino, fbFirst, fbEnd - 1);
+    if (zero) {
+      for (let fb = fbFirst; fb < fbEnd; fb++) vfs.store.blocks.setMap(inode.ino, fb, vfs.store.blocks.allocate(false), BMAP_UNWRITTEN);
+    }
+  });
+}
+
+function countMapped(vfs: Vfs, inode: Inode, fbFirst: number, fbEnd: number): number {
+  return fbEnd > fbFirst ? vfs.store.blocks.mapRange(inode.ino, fbFirst, fbEnd - 1).filter((e) => e.refcount === 1).length : 0;
+}
+
+/** Maps every unmapped block touching [start, end) as UNWRITTEN, all or nothing. */
+function preallocate(vfs: Vfs, inode: Inode, start: number, end: number): void {
+  const bs = vfs.blockSize;
+  const fb0 = Math.floor(start / bs);
+  const fb1 = Math.floor((end - 1) / bs);
+  const blocks = vfs.store.blocks;
+  const mapped = new Set(blocks.mapRange(inode.ino, fb0, fb1).map((e) => e.fblock));
+  const need = fb1 - fb0 + 1 - mapped.size;
+  if (need > blocks.free) throw fsErr('ENOSPC');
+  vfs.store.txn(() => {
+    for (let fb = fb0; fb <= fb1; fb++) if (!mapped.has(fb)) blocks.setMap(inode.ino, fb, blocks.allocate(false), BMAP_UNWRITTEN);
+  });
+}
+
+/**
+ * SEEK_DATA / SEEK_HOLE. Data is a written mapped block or a dirty cached block (the
+ * kernel does not flush before FUSE_LSEEK); EOF is a hole; at or past EOF is ENXIO.
+ */
+export function lseek(vfs: Vfs, fh: number, ino: number, off: number, whence: number): number {
+  const inode = vfs.handle(fh, ino).inode;
+  const size = inode.rec.size;
+  if (whence !== SEEK_DATA && whence !== SEEK_HOLE) throw fsErr('EINVAL');
+  if (off < 0) throw fsErr('EINVAL');
+  if (off >= size) throw fsErr('ENXIO');
+  const bs = vfs.blockSize;
+  const lastBlock = Math.ceil(size / bs) - 1;
+  const isData = dataTester(vfs, inode);
+  let fb = Math.floor(off / bs);
+  if (whence === SEEK_DATA) {
+    for (; fb <= lastBlock; fb = isData.nextCandidate(fb)) {
+      if (isData.test(fb)) return Math.max(off, fb * bs);
+    }
+    throw fsErr('ENXIO');
+  }
+  for (; fb <= lastBlock; fb++) if (!isData.test(fb)) return Math.max(off, fb * bs);
+  return size;
+}
+
+function dataTester(vfs: Vfs, inode: Inode) {
+  const m = inode.mapping;
+  const { bpp } = vfs.cache;
+  const blocks = vfs.store.blocks;
+  const dirty = (fb: number): boolean => {
+    const p = m?.get(Math.floor(fb / bpp));
+    return !!p && (p.dirty & (1 << (fb % bpp))) !== 0;
+  };
+  const written = (fb: number): boolean => {
+    const e = blocks.mapOne(inode.ino, fb);
+    return !!e && !(e.flags & BMAP_UNWRITTEN);
+  };
+  return {
+    test: (fb: number) => dirty(fb) || written(fb),
+    /** The next block that could be data: the next mapped one, or the next dirty one, whichever is first. */
+    nextCandidate(fb: number): number {
+      const next = blocks.nextMapped(inode.ino, fb + 1)?.fblock ?? Number.MAX_SAFE_INTEGER;
+      let best = next;
+      if (m) for (const p of m.dirtyPages) for (let b = 0; b < bpp; b++) {
+        const cand = p.index * bpp + b;
+        if (cand > fb && cand < best && p.dirty & (1 << b)) best = cand;
+      }
+      return best;
+    },
+  };
+}

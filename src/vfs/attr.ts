@@ -1,0 +1,53 @@
+/** getattr's partner: setattr (chmod, chown, truncate, utimes). */
+import type { Vfs, Caller } from './vfs.js';
+import type { Inode } from './inode.js';
+import { S_IFMT, S_ISGID } from './inode.js';
+import { OpCtx } from '../cache/lockcheck.js';
+import { setSizeLocked } from './resize.js';
+import { nowParts } from '../store/open.js';
+import { fsErr } from '../util/errors.js';
+
+export interface AttrChange {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  size?: number;
+  atime?: [number, number] | 'now';
+  mtime?: [number, number] | 'now';
+  ctime?: [number, number];
+}
+
+export async function setattr(vfs: Vfs, caller: Caller, ino: number, ch: AttrChange): Promise<Inode> {
+  const inode = vfs.inode(ino);
+  const r = inode.rec;
+  if (ch.size !== undefined) {
+    if (inode.isDir) throw fsErr('EISDIR');
+    if (!inode.isReg) throw fsErr('EINVAL');
+    if (ch.size < 0) throw fsErr('EINVAL');
+    const ctx = new OpCtx('setattr(size)');
+    const m = inode.mapping!;
+    await m.iRwsem.acquire(ctx, 'exclusive');
+    try {
+      await setSizeLocked(vfs, ctx, inode, ch.size);
+    } finally {
+      m.iRwsem.release(ctx, 'exclusive');
+    }
+  }
+  vfs.store.txn(() => {
+    if (ch.mode !== undefined) {
+      let mode = ch.mode & 0o7777;
+      // The kernel leaves this to the filesystem: a chmod by someone outside the file's group drops set-group-ID.
+      if (caller.uid !== 0 && caller.gid !== (ch.gid ?? r.gid)) mode &= ~S_ISGID;
+      r.mode = (r.mode & S_IFMT) | mode;
+    }
+    if (ch.uid !== undefined) r.uid = ch.uid;
+    if (ch.gid !== undefined) r.gid = ch.gid;
+    const now = nowParts();
+    if (ch.atime !== undefined) [r.atimeS, r.atimeNs] = ch.atime === 'now' ? now : ch.atime;
+    if (ch.mtime !== undefined) [r.mtimeS, r.mtimeNs] = ch.mtime === 'now' ? now : ch.mtime;
+    if (ch.ctime !== undefined) [r.ctimeS, r.ctimeNs] = ch.ctime;
+    else [r.ctimeS, r.ctimeNs] = now;
+    vfs.persist(inode);
+  });
+  return inode;
+}

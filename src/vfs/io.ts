@@ -1,0 +1,130 @@
+/**
+ * File I/O: open, create, read, write, flush, release, fsync.
+ *
+ * Reads are served from the page cache. A read whose pages are all uptodate is answered
+ * synchronously, in the same turn of the event loop, so nothing can change the pages
+ * between assembling the reply and sending it. A read that must fill holds the mapping's
+ * invalidate_lock shared from before the block-map lookup until its reply has been sent
+ * (ReadResult.done), so no punch can free a block it read before the kernel has it.
+ */
+import type { Vfs, Caller } from './vfs.js';
+import type { Inode } from './inode.js';
+import { S_IFREG } from './inode.js';
+import { OpCtx } from '../cache/lockcheck.js';
+import { fillLocked, fillDebug } from '../cache/fill.js';
+import { writeLocked } from '../cache/write.js';
+import type { Page } from '../cache/pagecache.js';
+import { makeNode } from './namei.js';
+import { fsErr } from '../util/errors.js';
+
+export interface ReadResult {
+  bufs: Buffer[];
+  /** Called once the reply is sent. */
+  done?: () => void;
+}
+
+/** Longest readahead window, in pages, that the daemon adds after a sequential read. */
+const RA_MAX_PAGES = 64;
+
+export function open(vfs: Vfs, ino: number, flags: number): number {
+  const inode = vfs.inode(ino);
+  if (inode.isDir) throw fsErr('EISDIR');
+  return vfs.newHandle(inode, flags).fh;
+}
+
+export function create(vfs: Vfs, caller: Caller, parent: number, name: Buffer, mode: number, flags: number): { inode: Inode; fh: number } {
+  const inode = makeNode(vfs, caller, parent, name, S_IFREG | (mode & 0o7777), 0);
+  return { inode, fh: vfs.newHandle(inode, flags).fh };
+}
+
+function views(pages: Page[], ps: number, off: number, end: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (const p of pages) {
+    const start = p.index * ps;
+    out.push(p.data.subarray(Math.max(off, start) - start, Math.min(end, start + ps) - start));
+  }
+  return out;
+}
+
+export function read(vfs: Vfs, fh: number, ino: number, size: number, off: number): ReadResult | Promise<ReadResult> {
+  const inode = vfs.handle(fh, ino).inode;
+  const m = inode.mapping;
+  if (!m) throw fsErr('EISDIR');
+  const end = Math.min(off + size, inode.rec.size);
+  if (off >= end) return { bufs: [] };
+  const cache = vfs.cache;
+  const ps = cache.pageSize;
+  const idx0 = Math.floor(off / ps);
+  const idx1 = Math.floor((end - 1) / ps);
+  const sequential = idx0 === m.raNext || idx0 === m.raNext - 1;
+  m.raNext = idx1 + 1;
+
+  const pages: Page[] = [];
+  for (let idx = idx0; idx <= idx1; idx++) {
+    const p = m.get(idx);
+    if (!p || p.uptodate !== cache.fullMask) break;
+    pages.push(p);
+  }
+  if (pages.length === idx1 - idx0 + 1) {
+    cache.stats.hits += pages.length;
+    for (const p of pages) cache.touch(p);
+    return { bufs: views(pages, ps, off, end) };
+  }
+  cache.stats.misses += idx1 - idx0 + 1 - pages.length;
+
+  m.raWindow = sequential ? Math.min(RA_MAX_PAGES, Math.max(4, m.raWindow * 2)) : 0;
+  const lastPage = Math.floor((inode.rec.size - 1) / ps);
+  const raLast = Math.min(lastPage, idx1 + m.raWindow);
+  return (async () => {
+    const ctx = new OpCtx('read');
+    const locked = !fillDebug.noInvalidateLock;
+    if (locked) await m.invalidateLock.acquire(ctx, 'shared');
+    try {
+      const filled = await fillLocked(ctx, m, idx0, raLast, vfs.src);
+      cache.stats.readaheadPages += raLast - idx1;
+      // The size may have shrunk while we waited: never return bytes past the current EOF.
+      const stop = Math.min(end, inode.rec.size);
+      const bufs = off < stop ? views(filled.slice(0, idx1 - idx0 + 1), ps, off, stop) : [];
+      return { bufs, done: () => { if (locked) m.invalidateLock.release(ctx, 'shared'); vfs.balance(); } };
+    } catch (e) {
+      if (locked) m.invalidateLock.release(ctx, 'shared');
+      throw e;
+    }
+  })();
+}
+
+export async function write(vfs: Vfs, fh: number, ino: number, data: Buffer, off: number): Promise<number> {
+  const inode = vfs.handle(fh, ino).inode;
+  const m = inode.mapping;
+  if (!m) throw fsErr('EISDIR');
+  if (off >= vfs.maxFileSize) throw fsErr('EFBIG');
+  if (off + data.length > vfs.maxFileSize) data = data.subarray(0, vfs.maxFileSize - off);
+  if (data.length === 0) return 0;
+  const ctx = new OpCtx('write');
+  await m.iRwsem.acquire(ctx, 'exclusive');
+  try {
+    await writeLocked(ctx, m, off, data, vfs.src, vfs.store.blocks);
+    if (off + data.length > inode.rec.size) inode.rec.size = off + data.length;
+    inode.stamp('mc');
+  } finally {
+    m.iRwsem.release(ctx, 'exclusive');
+  }
+  vfs.balance();
+  return data.length;
+}
+
+/** close(2) of one descriptor: nothing to do; data reaches the store at release and fsync. */
+export function flush(vfs: Vfs, fh: number, ino: number): void {
+  vfs.handle(fh, ino);
+}
+
+export function release(vfs: Vfs, fh: number, ino: number): void {
+  const h = vfs.handle(fh, ino);
+  vfs.writeback(h.inode);
+  vfs.closeHandle(h);
+}
+
+export function fsync(vfs: Vfs, fh: number | null, ino: number): void {
+  const inode = fh === null ? vfs.inode(ino) : vfs.handle(fh, ino).inode;
+  vfs.writeback(inode, true);
+}

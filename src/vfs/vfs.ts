@@ -1,0 +1,208 @@
+/**
+ * The filesystem's shared state: the store, the page cache, the inode cache and the
+ * open handles. Op families (entry.ts, attr.ts, namei.ts, readdir.ts, io.ts, alloc.ts,
+ * copy.ts, xattr.ts) are functions over a Vfs; they never call one another, and what
+ * they share lives here.
+ *
+ * Inode lifetime: an inode stays in memory while the kernel holds lookups on it or a
+ * handle is open. When both reach zero its dirty pages are written back and it leaves
+ * memory; if its link count is zero too, its blocks, xattrs and row are removed in one
+ * transaction (an unlinked file lives until its last close, as POSIX requires).
+ */
+import type { Store } from '../store/store.js';
+import type { InodeRecord } from '../store/inodes.js';
+import { ROOT_INO } from '../store/schema.js';
+import { PageCache } from '../cache/pagecache.js';
+import { writebackMapping } from '../cache/writeback.js';
+import type { BlockSource } from '../cache/fill.js';
+import { Inode, S_IFMT, S_IFREG } from './inode.js';
+import { fsErr } from '../util/errors.js';
+import { nowParts } from '../store/open.js';
+
+/** Kernel-cache notifications the domain asks for; src/fuse/ sends them out of band. */
+export interface Invalidator {
+  invalInode(ino: number, off: number, len: number): void;
+  invalEntry(parent: number, name: Buffer): void;
+}
+
+export interface Caller {
+  uid: number;
+  gid: number;
+  pid: number;
+  umask: number;
+}
+
+export interface Handle {
+  fh: number;
+  inode: Inode;
+  flags: number;
+}
+
+export interface VfsOptions {
+  cacheBytes: number;
+  invalidator?: Invalidator;
+}
+
+export const NAME_MAX = 255;
+export const PATH_MAX = 4096;
+export const LINK_MAX = 65000;
+
+export class Vfs {
+  readonly cache: PageCache;
+  readonly src: BlockSource;
+  readonly icache = new Map<number, Inode>();
+  readonly handles = new Map<number, Handle>();
+  readonly blockSize: number;
+  /** ext4's limit for the same block size: 2^32 blocks. */
+  readonly maxFileSize: number;
+  invalidator: Invalidator;
+  private nextFh = 1;
+
+  constructor(readonly store: Store, opts: VfsOptions) {
+    this.blockSize = store.sb.blockSize;
+    this.maxFileSize = this.blockSize * 2 ** 32;
+    this.cache = new PageCache(Math.max(4096, this.blockSize), this.blockSize, opts.cacheBytes);
+    this.invalidator = opts.invalidator ?? { invalInode() {}, invalEntry() {} };
+    const blocks = store.blocks;
+    this.src = {
+      lookup: (ino, first, last) => blocks.mapRange(ino, first, last),
+      read: async (pblocks) => pblocks.map((p) => blocks.readData(p)),
+    };
+  }
+
+  /** Removes orphans left by a daemon that died with unlinked files open (invariant I7). */
+  recoverOrphans(): number {
+    const orphans = this.store.inodes.orphans();
+    for (const ino of orphans) this.store.txn(() => this.destroyLocked(ino));
+    return orphans.length;
+  }
+
+  /** The inode, loading it from the store; ENOENT if the kernel names one that is gone. */
+  inode(ino: number): Inode {
+    let inode = this.icache.get(ino);
+    if (!inode) {
+      const rec = this.store.inodes.get(ino);
+      if (!rec) throw fsErr('ENOENT', `no inode ${ino}`);
+      inode = this.adopt(rec);
+    }
+    return inode;
+  }
+
+  adopt(rec: InodeRecord): Inode {
+    const mapping = (rec.mode & S_IFMT) === S_IFREG ? this.cache.newMapping(rec.ino) : null;
+    const inode = new Inode(rec, mapping);
+    this.icache.set(rec.ino, inode);
+    return inode;
+  }
+
+  /** Creates an inode row (inside the caller's transaction) and returns it in memory. */
+  createInode(caller: Caller, parent: Inode, mode: number, rdev: number, target: Buffer | null): Inode {
+    const [s, ns] = nowParts();
+    let gid = caller.gid;
+    // BSD group semantics under a set-group-ID directory, as ext4 (grpid off) does.
+    if (parent.rec.mode & 0o2000) {
+      gid = parent.rec.gid;
+      if ((mode & S_IFMT) === 0o040000) mode |= 0o2000;
+    }
+    const rec = {
+      generation: this.store.newGeneration(), mode, nlink: (mode & S_IFMT) === 0o040000 ? 2 : 1,
+      uid: caller.uid, gid, rdev, size: target ? target.length : 0, flags: 0,
+      atimeS: s, atimeNs: ns, mtimeS: s, mtimeNs: ns, ctimeS: s, ctimeNs: ns, btimeS: s, btimeNs: ns, target,
+    };
+    const ino = this.store.inodes.insert(rec);
+    return this.adopt({ ino, ...rec });
+  }
+
+  /** Writes the inode row; call inside a transaction or alone (its own transaction). */
+  persist(inode: Inode): void {
+    this.store.inodes.update(inode.rec);
+    inode.metaDirty = false;
+  }
+
+  newHandle(inode: Inode, flags: number): Handle {
+    const h = { fh: this.nextFh++, inode, flags };
+    this.handles.set(h.fh, h);
+    inode.opens++;
+    return h;
+  }
+
+  handle(fh: number | null, ino: number): Handle {
+    const h = fh === null ? undefined : this.handles.get(fh);
+    if (!h || h.inode.ino !== ino) throw fsErr('EBADF', `no handle ${fh} for inode ${ino}`);
+    return h;
+  }
+
+  closeHandle(h: Handle): void {
+    if (!this.handles.delete(h.fh)) return;
+    h.inode.opens--;
+    this.release(h.inode);
+  }
+
+  /** Writes back an inode's dirty pages and its row, in one transaction. */
+  writeback(inode: Inode, durable = false): void {
+    const m = inode.mapping;
+    if (!m || m.dirtyPages.size === 0) {
+      if (durable) this.store.durably(() => this.persist(inode));
+      else if (inode.metaDirty) this.persist(inode);
+      return;
+    }
+    writebackMapping(m, this.store, {
+      persist: () => this.persist(inode),
+      durable,
+      endBlock: Math.ceil(inode.rec.size / this.blockSize),
+    });
+  }
+
+  /** Keeps the cache under its cap, writing back the coldest dirty mappings when clean pages are not enough. */
+  balance(): void {
+    if (this.cache.shrink() === 0) return;
+    for (const inode of this.icache.values()) {
+      if (inode.mapping && inode.mapping.dirtyPages.size > 0) this.writeback(inode);
+      if (this.cache.shrink() === 0) return;
+    }
+  }
+
+  writebackAll(): void {
+    for (const inode of this.icache.values()) this.writeback(inode);
+  }
+
+  /** Called when a lookup count or an open count drops: frees what nobody uses. */
+  release(inode: Inode): void {
+    if (inode.nlookup > 0 || inode.opens > 0 || inode.ino === ROOT_INO) return;
+    if (inode.rec.nlink === 0) {
+      this.dropPages(inode);
+      this.store.txn(() => this.destroyLocked(inode.ino));
+    } else {
+      this.writeback(inode);
+      this.dropPages(inode);
+    }
+    this.icache.delete(inode.ino);
+  }
+
+  private dropPages(inode: Inode): void {
+    const m = inode.mapping;
+    if (!m) return;
+    for (const page of [...m.pages.values()]) {
+      if (page.reserved) {
+        let n = 0;
+        for (let b = page.reserved; b; b &= b - 1) n++;
+        this.store.blocks.unreserve(n);
+        page.reserved = 0;
+      }
+      this.cache.remove(page);
+    }
+  }
+
+  /** Removes an unlinked inode's blocks, xattrs and row. Inside a transaction. */
+  private destroyLocked(ino: number): void {
+    this.store.blocks.unmapRange(ino, 0, Number.MAX_SAFE_INTEGER);
+    this.store.xattrs.removeAll(ino);
+    this.store.inodes.delete(ino);
+  }
+
+  /** Flushes everything (unmount, SIGTERM): every dirty page reaches the store durably. */
+  shutdown(): void {
+    this.writebackAll();
+    this.store.durably(() => undefined);
+  }
+}

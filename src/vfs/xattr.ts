@@ -1,0 +1,62 @@
+/**
+ * Extended attributes, with ext4's namespaces and limits. The kernel has already checked
+ * the name length (ERANGE over 255), the value size (E2BIG over 64 KiB) and who may
+ * touch trusted.* and user.* on which file types.
+ */
+import type { Vfs } from './vfs.js';
+import { fsErr } from '../util/errors.js';
+
+export const XATTR_CREATE = 1;
+export const XATTR_REPLACE = 2;
+const PREFIXES = ['user.', 'trusted.', 'security.', 'system.posix_acl_access', 'system.posix_acl_default'];
+/** ext4 keeps all of an inode's xattrs in one block; we allow one 64 KiB value and this much in all. */
+const TOTAL_MAX = 1 << 20;
+
+function checkNamespace(name: Buffer): void {
+  const s = name.toString('latin1');
+  if (!PREFIXES.some((p) => s.startsWith(p) && (p.endsWith('.') ? s.length > p.length : s === p))) throw fsErr('EOPNOTSUPP');
+}
+
+export function setxattr(vfs: Vfs, ino: number, name: Buffer, value: Buffer, flags: number): void {
+  const inode = vfs.inode(ino);
+  checkNamespace(name);
+  if (flags & ~(XATTR_CREATE | XATTR_REPLACE)) throw fsErr('EINVAL');
+  const cur = vfs.store.xattrs.get(ino, name);
+  if (flags & XATTR_CREATE && cur !== undefined) throw fsErr('EEXIST');
+  if (flags & XATTR_REPLACE && cur === undefined) throw fsErr('ENODATA');
+  let total = value.length + name.length;
+  for (const n of vfs.store.xattrs.list(ino)) if (!n.equals(name)) total += n.length + (vfs.store.xattrs.get(ino, n)?.length ?? 0);
+  if (total > TOTAL_MAX) throw fsErr('ENOSPC');
+  vfs.store.txn(() => {
+    vfs.store.xattrs.set(ino, name, Buffer.from(value));
+    inode.stamp('c');
+    vfs.persist(inode);
+  });
+}
+
+/** The value, or with size 0 its length only (the caller replies with a size then). */
+export function getxattr(vfs: Vfs, ino: number, name: Buffer): Buffer {
+  vfs.inode(ino);
+  checkNamespace(name);
+  const v = vfs.store.xattrs.get(ino, name);
+  if (v === undefined) throw fsErr('ENODATA');
+  return v;
+}
+
+/** The names, each NUL-terminated, as listxattr(2) returns them. */
+export function listxattr(vfs: Vfs, ino: number): Buffer {
+  vfs.inode(ino);
+  const parts: Buffer[] = [];
+  for (const n of vfs.store.xattrs.list(ino)) parts.push(n, Buffer.from([0]));
+  return Buffer.concat(parts);
+}
+
+export function removexattr(vfs: Vfs, ino: number, name: Buffer): void {
+  const inode = vfs.inode(ino);
+  checkNamespace(name);
+  vfs.store.txn(() => {
+    if (!vfs.store.xattrs.remove(ino, name)) throw fsErr('ENODATA');
+    inode.stamp('c');
+    vfs.persist(inode);
+  });
+}
