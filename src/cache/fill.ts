@@ -96,7 +96,10 @@ export async function fillLocked(ctx: OpCtx, mapping: Mapping, first: number, la
   }
   const pages: Page[] = [];
   for (let idx = first; idx <= last; idx++) {
-    const p = mapping.get(idx)!;
+    const p = mapping.get(idx);
+    // Eviction skips mappings with a fill in flight, so a page can only be gone here when
+    // the invalidate_lock was switched off (the negative control): fill it again.
+    if (!p) return fillLocked(ctx, mapping, first, last, src);
     cache.touch(p);
     pages.push(p);
   }

@@ -10,6 +10,7 @@ import { mountCommand } from './mount.js';
 import { umountCommand } from './umount.js';
 import { fsckCommand } from './fsck.js';
 import { statCommand } from './stat.js';
+import { shiftCommand } from './shift.js';
 
 const program = new Command();
 program
@@ -50,6 +51,7 @@ program.command('mount')
   .option('-o, --options <opts>', 'comma-separated mount options: FUSE ones (allow_other, ro, noatime, ...) and pagefs\'s own ' +
     '(cache_size=SIZE, debug_locks); repeatable', (v: string, prev: string[]) => [...prev, v], [] as string[])
   .option('--cache-size <size>', 'page cache cap (clean and dirty pages together)', '256M')
+  .option('--read-threads <n>', 'block-reader threads with their own SQLite connections, so that cache fills overlap other requests; 0 reads on the main thread', '2')
   .option('--log <file>', 'where the background daemon logs (default: STORE.log)')
   .option('--debug-locks', 'check every lock acquisition against the lock order and fail loudly on a violation')
   .addOption(new Option('--unsafe-no-invalidate-lock', 'DEBUGGING AID, UNSAFE: fills of the page cache skip the invalidate_lock, ' +
@@ -89,6 +91,25 @@ program.command('stat')
   .argument('<target>', 'a store file, or the mountpoint of a mounted store')
   .option('--json', 'print one JSON object instead of text')
   .action(statCommand);
+
+for (const kind of ['collapse', 'insert'] as const) {
+  program.command(kind)
+    .description(kind === 'collapse'
+      ? 'Remove a range from a file on a pagefs mount and shift the rest down (fallocate COLLAPSE_RANGE).'
+      : 'Insert a hole into a file on a pagefs mount and shift the rest up (fallocate INSERT_RANGE).')
+    .argument('<file>', 'a regular file on a pagefs mount')
+    .argument('<offset>', 'byte offset, a multiple of the block size (suffixes K, M, G allowed)')
+    .argument('<length>', 'byte count, a multiple of the block size')
+    .addHelpText('after', `
+The kernel's FUSE client refuses these fallocate modes before any daemon sees them, so
+pagefs offers them as an ioctl on the open file. Rules as on ext4: offset and length
+block-aligned (else EINVAL)${kind === 'collapse' ? '; the range must end before EOF (else EINVAL)' : '; offset before EOF (else EINVAL); the file may not outgrow the maximum size (EFBIG)'}.
+On failure the errno name is printed and the exit status is 1.
+
+Example:
+  pagefs ${kind} /mnt/p/file 4096 8192`)
+    .action(shiftCommand(kind));
+}
 
 program.exitOverride();
 

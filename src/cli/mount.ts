@@ -23,6 +23,7 @@ export interface MountOpts {
   unsafeNoInvalidateLock?: boolean;
   injectDelay?: string[];
   readyFd?: string;
+  readThreads: string;
 }
 
 /** pagefs's own -o options; everything else goes to libfuse's mount. */
@@ -55,6 +56,11 @@ function parseDelays(list: string[] | undefined): { afterLookup: number; beforeI
     else d.beforeInsert = Number(m[2]);
   }
   return d;
+}
+
+function parseCount(v: string, what: string): number {
+  if (!/^\d+$/.test(v) || Number(v) > 64) throw new UserError(`pagefs mount: ${what} '${v}' is not a whole number from 0 to 64`);
+  return Number(v);
 }
 
 function checkMountpoint(mp: string): void {
@@ -101,6 +107,7 @@ export async function mountCommand(storeArg: string, mpArg: string, opts: MountO
     const code = await runDaemon({
       store, mountpoint, fuseOpts: parsed.fuseOpts, cacheBytes: parsed.cacheBytes, debugLocks: parsed.debugLocks,
       unsafeNoInvalidateLock: !!opts.unsafeNoInvalidateLock, delays, writebackIntervalMs: 5000, log,
+      readThreads: parseCount(opts.readThreads, '--read-threads'),
       onReady: () => say('ready'),
     });
     process.exitCode = code;
@@ -120,7 +127,7 @@ async function background(store: string, mountpoint: string, opts: MountOpts): P
     // An unwritable log place must not stop the mount.
   }
   const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'pagefs.js');
-  const args = [bin, 'mount', store, mountpoint, '--foreground', '--ready-fd', '3', '--cache-size', opts.cacheSize];
+  const args = [bin, 'mount', store, mountpoint, '--foreground', '--ready-fd', '3', '--cache-size', opts.cacheSize, '--read-threads', opts.readThreads];
   for (const o of opts.options) args.push('-o', o);
   if (opts.debugLocks) args.push('--debug-locks');
   if (opts.unsafeNoInvalidateLock) args.push('--unsafe-no-invalidate-lock');

@@ -4,8 +4,9 @@ import { Store } from '../store/store.js';
 import { findMount, isPagefsMount } from './mounts.js';
 import { formatSize } from '../util/size.js';
 import { UserError } from '../util/errors.js';
+import { queryControl } from '../fuse/control.js';
 
-export function statCommand(target: string, opts: { json?: boolean }): void {
+export async function statCommand(target: string, opts: { json?: boolean }): Promise<void> {
   let storePath = target;
   let mountpoint: string | null = null;
   let isDir = false;
@@ -21,6 +22,7 @@ export function statCommand(target: string, opts: { json?: boolean }): void {
     mountpoint = m.mountpoint;
   }
   const store = Store.open(storePath, { readonly: false, cmd: 'pagefs stat' });
+  let live: any = null;
   try {
     const sb = store.sb;
     const b = store.blocks;
@@ -38,7 +40,19 @@ export function statCommand(target: string, opts: { json?: boolean }): void {
       sharedBlocks: b.sharedCount(),
       freeBlocks: sb.capacityBlocks - b.used,
       inodes: store.inodes.count(),
+      live: null as any,
     };
+    if (owner && mountpoint) {
+      try {
+        live = await queryControl(owner.pid);
+      } catch (e) {
+        throw new UserError(`pagefs stat: daemon pid ${owner.pid} did not answer on its control socket: ${(e as Error).message}`);
+      }
+      s.live = live;
+      // The daemon's in-memory counts are ahead of the store's committed ones.
+      s.usedBlocks = live.blocks.used;
+      s.freeBlocks = live.blocks.capacity - live.blocks.used - live.blocks.reserved;
+    }
     if (opts.json) {
       process.stdout.write(JSON.stringify(s) + '\n');
       return;
@@ -54,7 +68,22 @@ export function statCommand(target: string, opts: { json?: boolean }): void {
       ['free', `${s.freeBlocks} blocks (${formatSize(s.freeBlocks * s.blockSize)})`],
       ['inodes', String(s.inodes)],
     ];
-    if (owner) lines.push(['note', 'a mounted store\'s figures lag its daemon\'s dirty pages until writeback']);
+    if (live) {
+      const c = live.cache;
+      const lookups = c.hits + c.misses;
+      lines.push(
+        ['reserved', `${live.blocks.reserved} blocks (dirty pages waiting for writeback)`],
+        ['cache', `${c.pages} of ${c.capacityPages} pages of ${c.pageSize} bytes, ${c.dirtyPages} dirty`],
+        ['hits', `${c.hits} hits, ${c.misses} misses (${lookups ? ((100 * c.hits) / lookups).toFixed(1) : '0.0'}% hit rate), ${c.readaheadPages} readahead pages`],
+        ['evictions', `${c.evictions} evictions, ${c.invalidations} invalidations`],
+        ['writeback', `${c.writebacks} writebacks of ${c.writebackPages} pages`],
+        ['locks', `${c.lock.waits} waits, ${(c.lock.waitNs / 1e6).toFixed(1)} ms waiting; checker ${live.lockChecker.enabled ? 'on' : 'off'}, ${live.lockChecker.violations} violations`],
+        ['readers', `${live.readers.threads} threads, ${live.readers.reads} reads of ${live.readers.blocks} blocks, at most ${live.readers.maxOutstanding} at once`],
+      );
+      if (live.unsafeNoInvalidateLock) lines.push(['WARNING', 'mounted with --unsafe-no-invalidate-lock: reads may return stale data']);
+    } else if (owner) {
+      lines.push(['note', 'the daemon owns this store; stat its mountpoint for live figures']);
+    }
     for (const [k, v] of lines) process.stdout.write(`${(k + ':').padEnd(12)}${v}\n`);
   } finally {
     store.close();

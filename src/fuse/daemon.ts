@@ -6,8 +6,10 @@
 import { fuseBinding, OP, type MountConfig, type Session } from './binding.js';
 import { Dispatcher } from './dispatch.js';
 import { NotifyQueue } from './notify.js';
+import { serveControl } from './control.js';
 import { Store, currentOwner } from '../store/store.js';
 import { Vfs } from '../vfs/vfs.js';
+import { ReaderPool } from '../store/readers.js';
 import { fillDebug } from '../cache/fill.js';
 import { lockChecker } from '../cache/lockcheck.js';
 
@@ -21,6 +23,8 @@ export interface DaemonOptions {
   unsafeNoInvalidateLock: boolean;
   delays: { afterLookup: number; beforeInsert: number };
   writebackIntervalMs: number;
+  /** Block-reader threads (0: read on the event loop's thread). */
+  readThreads: number;
   log: (msg: string) => void;
   /** Called once the kernel has sent INIT: the mount answers. */
   onReady: () => void;
@@ -70,9 +74,29 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
   store.claim(currentOwner());
   const fuse = fuseBinding();
   const notify = new NotifyQueue(fuse, opts.log);
-  const vfs = new Vfs(store, { cacheBytes: opts.cacheBytes, invalidator: notify });
+  const readers = new ReaderPool(opts.store, opts.readThreads, store.blocks);
+  const vfs = new Vfs(store, { cacheBytes: opts.cacheBytes, invalidator: notify, readBlocks: (p) => readers.read(p) });
   const orphans = vfs.recoverOrphans();
   if (orphans > 0) opts.log(`removed ${orphans} orphaned inode(s) left by an unclean shutdown`);
+
+  const stopControl = serveControl(process.pid, () => ({
+    pid: process.pid,
+    store: opts.store,
+    mountpoint: opts.mountpoint,
+    cache: {
+      ...vfs.cache.stats,
+      pages: vfs.cache.count,
+      dirtyPages: vfs.cache.dirtyCount,
+      capacityPages: vfs.cache.capacityPages,
+      pageSize: vfs.cache.pageSize,
+    },
+    readers: { threads: readers.threads, ...readers.stats },
+    blocks: { used: store.blocks.used, reserved: store.blocks.reserved, capacity: store.blocks.capacity },
+    inodesInMemory: vfs.icache.size,
+    openHandles: vfs.handles.size,
+    lockChecker: { enabled: lockChecker.enabled, violations: lockChecker.violations },
+    unsafeNoInvalidateLock: fillDebug.noInvalidateLock,
+  }));
 
   return new Promise<number>((resolve) => {
     let session: Session | null = null;
@@ -82,6 +106,7 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
       if (finished) return;
       finished = true;
       if (timer) clearInterval(timer);
+      stopControl();
       try {
         vfs.shutdown();
         store.release();
@@ -91,7 +116,7 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
       }
       store.close();
       for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.off(s, onSignal);
-      resolve(code);
+      void readers.close().then(() => resolve(code));
     };
     const dispatcher = new Dispatcher(vfs, fuse, {
       attrTimeout: 1,
@@ -117,6 +142,7 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
       session = fuse.mount(opts.mountpoint, argv, mountConfig(), dispatcher.handle);
     } catch (e) {
       finished = true;
+      stopControl();
       store.release();
       store.close();
       for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.off(s, onSignal);

@@ -118,6 +118,7 @@ export class Dispatcher {
         return 'size' in x ? f.replyXattr(req, x.size) : f.replyBuf(req, x.data);
       }
       case 'lseek': return f.replyLseek(req, r as number);
+      case 'ioctl': return f.replyIoctl(req, r as number, null);
       case 'dir':
       case 'dirplus': return this.replyDir(req, r as DirOut, kind === 'dirplus');
     }

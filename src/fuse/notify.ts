@@ -21,6 +21,12 @@ export class NotifyQueue implements Invalidator {
     this.push({ kind: 'inode', ino, off, len });
   }
 
+  async invalInodeNow(ino: number, off: number, len: number): Promise<void> {
+    if (!this.session) return;
+    const rc = await this.fuse.notifyInvalInode(this.session, ino, off, len);
+    if (rc < 0 && rc !== -2) this.log(`notify inode ${ino} failed: ${rc}`);
+  }
+
   invalEntry(parent: number, name: Buffer): void {
     this.push({ kind: 'entry', parent, name: Buffer.from(name) });
   }

@@ -16,13 +16,14 @@ import * as alloc from '../vfs/alloc.js';
 import * as copy from '../vfs/copy.js';
 import * as xattr from '../vfs/xattr.js';
 import { statfs } from '../vfs/statfs.js';
+import * as shift from '../vfs/shift.js';
 import { fsErr } from '../util/errors.js';
 import type { ReadResult } from '../vfs/io.js';
 import type { DirEntry } from '../vfs/readdir.js';
 
 export type ReplyKind =
   | 'ok' | 'none' | 'entry' | 'create' | 'attr' | 'readlink' | 'open' | 'write' | 'read'
-  | 'statfs' | 'xattr' | 'lseek' | 'dir' | 'dirplus';
+  | 'statfs' | 'xattr' | 'lseek' | 'dir' | 'dirplus' | 'ioctl';
 
 export interface OpDef {
   name: string;
@@ -138,6 +139,18 @@ export const OPS: Record<number, OpDef> = {
     run: (v, _c, inoIn: number, offIn: number, fhIn: number, inoOut: number, offOut: number, fhOut: number, len: number, flags: number) => {
       if (flags !== 0) throw fsErr('EINVAL');
       return copy.copyFileRange(v, inoIn, offIn, fhIn, inoOut, offOut, fhOut, len);
+    },
+  },
+  [OP.IOCTL]: {
+    name: 'ioctl', reply: 'ioctl',
+    run: async (v, _c, ino: number, cmd: number, fh: number, _flags: number, inBuf: Buffer | null) => {
+      if (cmd === shift.PAGEFS_IOC_COLLAPSE_RANGE || cmd === shift.PAGEFS_IOC_INSERT_RANGE) {
+        const { offset, length } = shift.decodeRange(inBuf);
+        if (cmd === shift.PAGEFS_IOC_COLLAPSE_RANGE) await shift.collapseRange(v, fh, ino, offset, length);
+        else await shift.insertRange(v, fh, ino, offset, length);
+        return 0;
+      }
+      throw fsErr('ENOTTY');
     },
   },
   [OP.LSEEK]: { name: 'lseek', reply: 'lseek', run: (v, _c, ino: number, off: number, whence: number, fh: number) => alloc.lseek(v, fh, ino, off, whence) },

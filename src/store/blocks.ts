@@ -53,6 +53,8 @@ export class BlockTable {
   private readonly setFlagsStmt;
   private readonly sharedStmt;
   private readonly countMappedStmt;
+  private readonly shiftStmt;
+  private readonly unflipStmt;
 
   constructor(private readonly db: DB, capacityBlocks: number) {
     this.capacity = capacityBlocks;
@@ -80,6 +82,10 @@ export class BlockTable {
     this.setFlagsStmt = db.prepare('UPDATE bmap SET flags = ? WHERE ino = ? AND fblock = ?');
     this.sharedStmt = db.prepare('SELECT count(*) FROM refs WHERE refcount > 1').pluck();
     this.countMappedStmt = db.prepare('SELECT count(*) FROM bmap WHERE ino = ?').pluck();
+    // Moving rows through negative numbers first keeps (ino, fblock) unique at every step,
+    // whatever order SQLite updates them in.
+    this.shiftStmt = db.prepare('UPDATE bmap SET fblock = -(fblock + ?) - 1 WHERE ino = ? AND fblock >= ?');
+    this.unflipStmt = db.prepare('UPDATE bmap SET fblock = -fblock - 1 WHERE ino = ? AND fblock < 0');
   }
 
   get free(): number {
@@ -195,6 +201,12 @@ export class BlockTable {
     this.deleteMapRangeStmt.run(ino, first, last);
     for (const p of pblocks) this.decref(p);
     return pblocks.length;
+  }
+
+  /** Moves every mapping of `ino` at or after `from` by `delta` blocks (collapse: negative, insert: positive). */
+  shift(ino: number, from: number, delta: number): void {
+    this.shiftStmt.run(delta, ino, from);
+    this.unflipStmt.run(ino);
   }
 
   /** Writes one whole block of file data at `fblock`, copying on write if the block is shared. */

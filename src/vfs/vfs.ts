@@ -21,7 +21,10 @@ import { nowParts } from '../store/open.js';
 
 /** Kernel-cache notifications the domain asks for; src/fuse/ sends them out of band. */
 export interface Invalidator {
+  /** Queues a drop of the kernel's pages [off, off + len) (len 0: to EOF), sent after the current reply. */
   invalInode(ino: number, off: number, len: number): void;
+  /** The same, sent now; resolves once the kernel has written back and dropped the pages. Never call it holding a lock WRITE needs. */
+  invalInodeNow(ino: number, off: number, len: number): Promise<void>;
   invalEntry(parent: number, name: Buffer): void;
 }
 
@@ -41,6 +44,8 @@ export interface Handle {
 export interface VfsOptions {
   cacheBytes: number;
   invalidator?: Invalidator;
+  /** Reads block bytes (a ReaderPool); by default synchronously on the store's connection. */
+  readBlocks?: (pblocks: number[]) => Promise<(Buffer | undefined)[]>;
 }
 
 export const NAME_MAX = 255;
@@ -62,11 +67,11 @@ export class Vfs {
     this.blockSize = store.sb.blockSize;
     this.maxFileSize = this.blockSize * 2 ** 32;
     this.cache = new PageCache(Math.max(4096, this.blockSize), this.blockSize, opts.cacheBytes);
-    this.invalidator = opts.invalidator ?? { invalInode() {}, invalEntry() {} };
+    this.invalidator = opts.invalidator ?? { invalInode() {}, async invalInodeNow() {}, invalEntry() {} };
     const blocks = store.blocks;
     this.src = {
       lookup: (ino, first, last) => blocks.mapRange(ino, first, last),
-      read: async (pblocks) => pblocks.map((p) => blocks.readData(p)),
+      read: opts.readBlocks ?? (async (pblocks) => pblocks.map((p) => blocks.readData(p))),
     };
   }
 
