@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { PAGEFS_BIN } from '../util/paths.js';
 import { Store } from '../store/store.js';
 import { runDaemon } from '../fuse/daemon.js';
 import { parseSize } from '../util/size.js';
@@ -126,8 +126,7 @@ async function background(store: string, mountpoint: string, opts: MountOpts): P
   } catch {
     // An unwritable log place must not stop the mount.
   }
-  const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'pagefs.js');
-  const args = [bin, 'mount', store, mountpoint, '--foreground', '--ready-fd', '3', '--cache-size', opts.cacheSize, '--read-threads', opts.readThreads];
+  const args = [PAGEFS_BIN, 'mount', store, mountpoint, '--foreground', '--ready-fd', '3', '--cache-size', opts.cacheSize, '--read-threads', opts.readThreads];
   for (const o of opts.options) args.push('-o', o);
   if (opts.debugLocks) args.push('--debug-locks');
   if (opts.unsafeNoInvalidateLock) args.push('--unsafe-no-invalidate-lock');

@@ -4,8 +4,7 @@
  * connection instead (used where threads cannot run, and as a baseline).
  */
 import { Worker } from 'node:worker_threads';
-import { fileURLToPath } from 'node:url';
-import path from 'node:path';
+import { distFile } from '../util/paths.js';
 import type { BlockTable } from './blocks.js';
 
 interface Pending {
@@ -26,7 +25,7 @@ export class ReaderPool {
   readonly stats = { reads: 0, blocks: 0, maxOutstanding: 0, outstanding: 0 };
 
   constructor(storePath: string, threads: number, private readonly blocks: BlockTable) {
-    const script = path.join(path.dirname(fileURLToPath(import.meta.url)), 'reader-worker.js');
+    const script = distFile('store/reader-worker.js');
     for (let i = 0; i < threads; i++) {
       const worker = new Worker(script, { workerData: { path: storePath } });
       const slot: Slot = { worker, outstanding: 0 };

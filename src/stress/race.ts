@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { distFile } from '../util/paths.js';
 import { SharedModel } from './model.js';
 import { stampBlock } from './stamp.js';
 import { TARGET_ID, type WorkerConfig } from './race-worker.js';
@@ -56,8 +56,6 @@ export interface RaceResult {
   errors: string[];
 }
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-
 export async function runRace(o: RaceOptions): Promise<RaceResult> {
   const bs = fs.statfsSync(o.dir).bsize;
   const work = path.join(o.dir, `race-${process.pid}-${o.seed}`);
@@ -88,7 +86,7 @@ export async function runRace(o: RaceOptions): Promise<RaceResult> {
 
   const t0 = Date.now();
   const exits = configs.map((c) => new Promise<void>((resolve) => {
-    const child = spawn(process.execPath, [path.join(here, 'race-worker.js'), JSON.stringify(c)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [distFile('stress/race-worker.js'), JSON.stringify(c)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let buf = '';
     let err = '';
     child.stdout.on('data', (d) => {

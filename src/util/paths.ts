@@ -1,0 +1,16 @@
+/**
+ * Where the project's own files are, from any module: child processes and worker
+ * threads always run the compiled JavaScript in dist/, also when the caller is a test
+ * running the TypeScript sources.
+ */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** A compiled module, e.g. distFile('stress/race-worker.js'). */
+export function distFile(rel: string): string {
+  return path.join(PROJECT_ROOT, 'dist', rel);
+}
+
+export const PAGEFS_BIN = path.join(PROJECT_ROOT, 'bin', 'pagefs.js');
