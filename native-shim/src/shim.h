@@ -1,0 +1,175 @@
+/*
+ * shim.h — what the native-shim source files share.
+ *
+ * Contract: src/fuse/binding.ts (the `fuse` export) and src/sys/index.ts (the `sys`
+ * export) are the only description of behaviour; this header only declares the
+ * pieces the C files hand each other. The addon holds no filesystem policy
+ * (docs STYLE.md point 4): it mounts, decodes, enqueues, replies and notifies.
+ *
+ * Threads: libfuse worker threads only ever touch a ps_session's read-only config
+ * and its thread-safe function; everything that creates JS values runs on the
+ * JS thread (call_js, reply*, notify completion, sys).
+ */
+#ifndef PAGEFS_SHIM_H
+#define PAGEFS_SHIM_H
+
+#define FUSE_USE_VERSION 314
+
+#include <fuse_lowlevel.h>
+#include <node_api.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+/*
+ * A request handle crosses to JS as a double. On x86_64 user pointers are below
+ * 2^47 (2^56 with 5-level paging, and then only for mappings placed above 2^47 on
+ * request), so they fit the 53-bit mantissa exactly; ps_event_new still checks.
+ */
+_Static_assert(sizeof(uintptr_t) == 8, "pagefs native-shim assumes a 64-bit target");
+#define PS_REQ_MAX_BITS 53
+
+/* Op codes: must equal OP in src/fuse/binding.ts. */
+enum ps_op {
+  PS_OP_INIT = 1, PS_OP_DESTROY, PS_OP_EXIT, PS_OP_LOOKUP, PS_OP_FORGET,
+  PS_OP_FORGET_MULTI, PS_OP_GETATTR, PS_OP_SETATTR, PS_OP_READLINK, PS_OP_MKNOD,
+  PS_OP_MKDIR, PS_OP_UNLINK, PS_OP_RMDIR, PS_OP_SYMLINK, PS_OP_RENAME, PS_OP_LINK,
+  PS_OP_OPEN, PS_OP_READ, PS_OP_WRITE, PS_OP_FLUSH, PS_OP_RELEASE, PS_OP_FSYNC,
+  PS_OP_OPENDIR, PS_OP_READDIR, PS_OP_READDIRPLUS, PS_OP_RELEASEDIR, PS_OP_FSYNCDIR,
+  PS_OP_STATFS, PS_OP_SETXATTR, PS_OP_GETXATTR, PS_OP_LISTXATTR, PS_OP_REMOVEXATTR,
+  PS_OP_ACCESS, PS_OP_CREATE, PS_OP_FALLOCATE, PS_OP_COPY_FILE_RANGE, PS_OP_LSEEK,
+  PS_OP_IOCTL,
+  PS_OP_MAX = PS_OP_IOCTL
+};
+
+/* Attribute record indices: must equal A / ATTR_LEN in src/fuse/binding.ts. */
+enum ps_attr {
+  PS_A_INO, PS_A_MODE, PS_A_NLINK, PS_A_UID, PS_A_GID, PS_A_RDEV, PS_A_SIZE,
+  PS_A_BLOCKS, PS_A_BLKSIZE, PS_A_ATIME_SEC, PS_A_ATIME_NSEC, PS_A_MTIME_SEC,
+  PS_A_MTIME_NSEC, PS_A_CTIME_SEC, PS_A_CTIME_NSEC, PS_ATTR_LEN
+};
+
+/* openFlags bits of replyOpen/replyCreate. */
+#define PS_OPEN_DIRECT_IO 1
+#define PS_OPEN_KEEP_CACHE 2
+#define PS_OPEN_NONSEEKABLE 4
+#define PS_OPEN_CACHE_READDIR 8
+
+/*
+ * One mounted session. Never freed: libfuse requests keep pointing at `se` until
+ * JavaScript has replied to all of them, and the addon cannot know when that is.
+ * The daemon exits after unmount, so the leak is one struct per mount.
+ */
+typedef struct ps_session {
+  struct fuse_session *se;
+  napi_threadsafe_function tsfn;
+  struct fuse_loop_config *loop_cfg;
+  char *mountpoint;   /* canonical path, resolved before mounting */
+  dev_t mount_dev;    /* st_dev of our mount (from mountinfo), 0 if unknown */
+  int dev_fd;         /* /dev/fuse descriptor; never closed, see session.c */
+
+  /* Read by the init callback on a libfuse thread; written once before the loop starts. */
+  unsigned want, unwant, max_write, max_readahead, time_gran;
+  unsigned max_threads;
+
+  /* unmount_lock protects unmounted: unmount runs once even if JS calls it twice. */
+  pthread_mutex_t unmount_lock;
+  bool unmounted;
+} ps_session;
+
+/* One argument of a request event, converted to a JS value by call_js. */
+enum ps_arg_kind {
+  PS_ARG_NUM,       /* num */
+  PS_ARG_NULL,      /* null (no fuse_file_info) */
+  PS_ARG_BYTES,     /* ptr/len copied into a Buffer, then freed */
+  PS_ARG_EXTERNAL,  /* ptr/len handed to JS as an external Buffer, freed by its finalizer */
+  PS_ARG_F64,       /* ptr/len (count of doubles) copied into a Float64Array, then freed */
+};
+
+typedef struct ps_arg {
+  enum ps_arg_kind kind;
+  double num;
+  void *ptr;
+  size_t len;
+} ps_arg;
+
+#define PS_MAX_ARGS 8
+
+/* A request or lifecycle event travelling from a libfuse thread to the JS thread. */
+typedef struct ps_event {
+  int op;
+  fuse_req_t req; /* NULL for INIT, DESTROY, EXIT */
+  ps_session *session;
+  double uid, gid, pid, umask;
+  int argc;
+  bool oom; /* an argument copy failed; the event must not reach JS */
+  ps_arg argv[PS_MAX_ARGS];
+} ps_event;
+
+/* ops.c */
+/* Fills ops with the callbacks for the listed op codes; returns the first unknown code, or 0. */
+uint32_t ps_fill_ops(struct fuse_lowlevel_ops *ops, const uint32_t *codes, size_t n);
+ps_event *ps_event_new(ps_session *s, int op, fuse_req_t req);
+void ps_event_num(ps_event *e, double v);
+void ps_event_post(ps_event *e);
+void ps_event_free(ps_event *e);
+/* Answers the request of an event that will never reach JS (JS gone, or out of memory). */
+void ps_event_abandon(ps_event *e, int err);
+
+/* session.c */
+napi_value ps_mount(napi_env env, napi_callback_info info);
+napi_value ps_unmount(napi_env env, napi_callback_info info);
+/* Returns the session behind a Session object, or throws a TypeError and returns NULL. */
+ps_session *ps_session_from(napi_env env, napi_value v);
+
+/* reply.c */
+napi_status ps_define_replies(napi_env env, napi_value target);
+
+/* notify.c */
+napi_value ps_notify_inval_inode(napi_env env, napi_callback_info info);
+napi_value ps_notify_inval_entry(napi_env env, napi_callback_info info);
+
+/* sys.c, mapping.c */
+napi_status ps_define_sys(napi_env env, napi_value target);
+napi_value ps_sys_mmap(napi_env env, napi_callback_info info);
+napi_status ps_mapping_init(napi_env env);
+
+/* js.c: argument decoding. Each returns false after throwing a TypeError or RangeError. */
+typedef struct ps_instance {
+  napi_ref mapping_ctor;
+} ps_instance;
+
+void ps_throw_type(napi_env env, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ps_throw_range(napi_env env, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Throws Error("<syscall>: <strerror>") with .code = errno name, .errno = err (> 0). */
+void ps_throw_errno(napi_env env, const char *syscall, int err);
+napi_value ps_undefined(napi_env env);
+napi_value ps_number(napi_env env, double v);
+
+bool ps_get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv, napi_value *this_arg);
+bool ps_arg_number(napi_env env, napi_value v, const char *what, double *out);
+bool ps_arg_int32(napi_env env, napi_value v, const char *what, int32_t *out);
+bool ps_arg_uint32(napi_env env, napi_value v, const char *what, uint32_t *out);
+/* An integer number or a BigInt; numbers beyond the int64 range saturate. */
+bool ps_arg_int64(napi_env env, napi_value v, const char *what, int64_t *out);
+/* A non-negative integer number or BigInt. */
+bool ps_arg_uint64(napi_env env, napi_value v, const char *what, uint64_t *out);
+bool ps_arg_bool(napi_env env, napi_value v, const char *what, bool *out);
+bool ps_arg_is_nullish(napi_env env, napi_value v);
+/* Any ArrayBufferView (Buffer, Uint8Array, ...): its bytes, not copied. */
+bool ps_arg_bytes(napi_env env, napi_value v, const char *what, void **data, size_t *len);
+bool ps_arg_f64(napi_env env, napi_value v, const char *what, double **data, size_t *count);
+/* A Float64Array of at least ATTR_LEN doubles in the A layout, decoded into a struct stat. */
+bool ps_arg_attr(napi_env env, napi_value v, const char *what, struct stat *st);
+/* Float64Array fields to integers: NaN becomes 0, out-of-range saturates (a plain cast would be UB). */
+int64_t ps_d2i64(double d);
+uint64_t ps_d2u64(double d);
+void ps_attr_to_stat(const double *a, struct stat *st);
+void ps_stat_to_attr(const struct stat *st, double *a);
+bool ps_arg_req(napi_env env, napi_value v, fuse_req_t *req);
+/* A malloc'd NUL-terminated copy of a JS string; NULL after throwing. */
+char *ps_arg_string(napi_env env, napi_value v, const char *what);
+
+#endif

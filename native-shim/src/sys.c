@@ -1,0 +1,243 @@
+/*
+ * sys.c — the system calls Node lacks (src/sys/index.ts `Sys`), synchronous.
+ *
+ * Contract: each function makes its syscall with the arguments exactly as given
+ * (negative offsets, 2^63-1, odd flags all reach the kernel, which decides what is
+ * EINVAL) and throws Error("<syscall>: <strerror>") with .code (errno name) and
+ * .errno (positive) on failure. They block the calling thread, so they are for
+ * tests, stress tools and CLI commands in processes other than the daemon: called on
+ * the daemon's own mount from the daemon's JS thread they would deadlock.
+ *
+ * Offsets and lengths accept numbers or BigInt; results come back as numbers.
+ */
+#include "shim.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#define DIRECT_ALIGN 4096
+
+static napi_value js_fallocate(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  int32_t fd, mode;
+  int64_t off, len;
+  if (!ps_get_args(env, info, 4, argv, NULL) || !ps_arg_int32(env, argv[0], "fd", &fd) ||
+      !ps_arg_int32(env, argv[1], "mode", &mode) || !ps_arg_int64(env, argv[2], "offset", &off) ||
+      !ps_arg_int64(env, argv[3], "length", &len))
+    return NULL;
+  if (fallocate(fd, mode, off, len) != 0) {
+    ps_throw_errno(env, "fallocate", errno);
+    return NULL;
+  }
+  return ps_undefined(env);
+}
+
+/* null/undefined: let the kernel use and advance the file position. */
+static bool arg_off_or_null(napi_env env, napi_value v, const char *what, loff_t *off, loff_t **p) {
+  if (ps_arg_is_nullish(env, v)) {
+    *p = NULL;
+    return true;
+  }
+  int64_t o;
+  if (!ps_arg_int64(env, v, what, &o))
+    return false;
+  *off = o;
+  *p = off;
+  return true;
+}
+
+static napi_value js_copy_file_range(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  int32_t fd_in, fd_out;
+  uint32_t flags;
+  loff_t off_in, off_out, *p_in, *p_out;
+  int64_t len;
+  if (!ps_get_args(env, info, 6, argv, NULL) || !ps_arg_int32(env, argv[0], "fdIn", &fd_in) ||
+      !arg_off_or_null(env, argv[1], "offIn", &off_in, &p_in) || !ps_arg_int32(env, argv[2], "fdOut", &fd_out) ||
+      !arg_off_or_null(env, argv[3], "offOut", &off_out, &p_out) || !ps_arg_int64(env, argv[4], "length", &len) ||
+      !ps_arg_uint32(env, argv[5], "flags", &flags))
+    return NULL;
+  ssize_t n = copy_file_range(fd_in, p_in, fd_out, p_out, (size_t)len, flags);
+  if (n < 0) {
+    ps_throw_errno(env, "copy_file_range", errno);
+    return NULL;
+  }
+  return ps_number(env, (double)n);
+}
+
+static napi_value js_ficlone(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int32_t dest, src;
+  if (!ps_get_args(env, info, 2, argv, NULL) || !ps_arg_int32(env, argv[0], "destFd", &dest) ||
+      !ps_arg_int32(env, argv[1], "srcFd", &src))
+    return NULL;
+  if (ioctl(dest, FICLONE, src) != 0) {
+    ps_throw_errno(env, "ioctl(FICLONE)", errno);
+    return NULL;
+  }
+  return ps_undefined(env);
+}
+
+static napi_value js_ficlone_range(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  int32_t dest, src;
+  int64_t src_off, len, dest_off;
+  if (!ps_get_args(env, info, 5, argv, NULL) || !ps_arg_int32(env, argv[0], "destFd", &dest) ||
+      !ps_arg_int32(env, argv[1], "srcFd", &src) || !ps_arg_int64(env, argv[2], "srcOffset", &src_off) ||
+      !ps_arg_int64(env, argv[3], "length", &len) || !ps_arg_int64(env, argv[4], "destOffset", &dest_off))
+    return NULL;
+  struct file_clone_range r = {
+      .src_fd = src, .src_offset = (uint64_t)src_off, .src_length = (uint64_t)len, .dest_offset = (uint64_t)dest_off};
+  if (ioctl(dest, FICLONERANGE, &r) != 0) {
+    ps_throw_errno(env, "ioctl(FICLONERANGE)", errno);
+    return NULL;
+  }
+  return ps_undefined(env);
+}
+
+static napi_value js_lseek(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  int32_t fd, whence;
+  int64_t off;
+  if (!ps_get_args(env, info, 3, argv, NULL) || !ps_arg_int32(env, argv[0], "fd", &fd) ||
+      !ps_arg_int64(env, argv[1], "offset", &off) || !ps_arg_int32(env, argv[2], "whence", &whence))
+    return NULL;
+  off_t r = lseek(fd, off, whence);
+  if (r < 0) {
+    ps_throw_errno(env, "lseek", errno);
+    return NULL;
+  }
+  return ps_number(env, (double)r);
+}
+
+static napi_value js_ioctl(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  int32_t fd;
+  int64_t cmd;
+  void *arg = NULL;
+  size_t len;
+  if (!ps_get_args(env, info, 3, argv, NULL) || !ps_arg_int32(env, argv[0], "fd", &fd) ||
+      !ps_arg_int64(env, argv[1], "cmd", &cmd))
+    return NULL;
+  if (!ps_arg_is_nullish(env, argv[2]) && !ps_arg_bytes(env, argv[2], "arg", &arg, &len))
+    return NULL;
+  /* Commands are 32-bit; JS bit arithmetic turns _IOR codes (top bit set) negative. */
+  if (cmd > UINT32_MAX || cmd < INT32_MIN) {
+    ps_throw_range(env, "cmd does not fit in 32 bits");
+    return NULL;
+  }
+  unsigned long request = (uint32_t)cmd;
+  int r = ioctl(fd, request, arg);
+  if (r < 0) {
+    ps_throw_errno(env, "ioctl", errno);
+    return NULL;
+  }
+  return ps_number(env, r);
+}
+
+static napi_value js_open_direct(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  int32_t flags;
+  uint32_t mode = 0666;
+  char *path;
+  if (!ps_get_args(env, info, 3, argv, NULL) || !(path = ps_arg_string(env, argv[0], "path")))
+    return NULL;
+  if (!ps_arg_int32(env, argv[1], "flags", &flags) ||
+      (!ps_arg_is_nullish(env, argv[2]) && !ps_arg_uint32(env, argv[2], "mode", &mode))) {
+    free(path);
+    return NULL;
+  }
+  /* O_CLOEXEC as libuv does for every fd Node opens. */
+  int fd = open(path, flags | O_DIRECT | O_CLOEXEC, (mode_t)mode);
+  int err = errno;
+  free(path);
+  if (fd < 0) {
+    ps_throw_errno(env, "open", err);
+    return NULL;
+  }
+  return ps_number(env, fd);
+}
+
+/* O_DIRECT needs an aligned user buffer; JS Buffers are not, so go through one. */
+static void *bounce_alloc(size_t len) {
+  void *p = NULL;
+  size_t size = (len + DIRECT_ALIGN - 1) / DIRECT_ALIGN * DIRECT_ALIGN;
+  if (posix_memalign(&p, DIRECT_ALIGN, size ? size : DIRECT_ALIGN) != 0)
+    return NULL;
+  return p;
+}
+
+static napi_value js_pread_direct(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  int32_t fd;
+  int64_t len, off;
+  if (!ps_get_args(env, info, 3, argv, NULL) || !ps_arg_int32(env, argv[0], "fd", &fd) ||
+      !ps_arg_int64(env, argv[1], "length", &len) || !ps_arg_int64(env, argv[2], "offset", &off))
+    return NULL;
+  if (len < 0 || len > (1LL << 31)) {
+    ps_throw_range(env, "length %lld is out of range", (long long)len);
+    return NULL;
+  }
+  void *buf = bounce_alloc((size_t)len);
+  if (!buf) {
+    ps_throw_errno(env, "posix_memalign", ENOMEM);
+    return NULL;
+  }
+  ssize_t n = pread(fd, buf, (size_t)len, off);
+  if (n < 0) {
+    int err = errno;
+    free(buf);
+    ps_throw_errno(env, "pread", err);
+    return NULL;
+  }
+  napi_value out;
+  napi_status st = napi_create_buffer_copy(env, (size_t)n, buf, NULL, &out);
+  free(buf);
+  return st == napi_ok ? out : NULL;
+}
+
+static napi_value js_pwrite_direct(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  int32_t fd;
+  void *data;
+  size_t len;
+  int64_t off;
+  if (!ps_get_args(env, info, 3, argv, NULL) || !ps_arg_int32(env, argv[0], "fd", &fd) ||
+      !ps_arg_bytes(env, argv[1], "data", &data, &len) || !ps_arg_int64(env, argv[2], "offset", &off))
+    return NULL;
+  void *buf = bounce_alloc(len);
+  if (!buf) {
+    ps_throw_errno(env, "posix_memalign", ENOMEM);
+    return NULL;
+  }
+  memcpy(buf, data, len);
+  ssize_t n = pwrite(fd, buf, len, off);
+  int err = errno;
+  free(buf);
+  if (n < 0) {
+    ps_throw_errno(env, "pwrite", err);
+    return NULL;
+  }
+  return ps_number(env, (double)n);
+}
+
+napi_status ps_define_sys(napi_env env, napi_value target) {
+  napi_property_descriptor props[] = {
+      {"fallocate", NULL, js_fallocate, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"copyFileRange", NULL, js_copy_file_range, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"ficlone", NULL, js_ficlone, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"ficloneRange", NULL, js_ficlone_range, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lseek", NULL, js_lseek, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"ioctl", NULL, js_ioctl, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"mmap", NULL, ps_sys_mmap, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"openDirect", NULL, js_open_direct, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"preadDirect", NULL, js_pread_direct, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"pwriteDirect", NULL, js_pwrite_direct, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  return napi_define_properties(env, target, sizeof props / sizeof props[0], props);
+}
