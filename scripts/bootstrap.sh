@@ -34,6 +34,11 @@ if [ ! -e /dev/fuse ]; then
   [ -e /dev/fuse ] || { say "/dev/fuse is missing: this kernel or container cannot mount FUSE filesystems"; exit 1; }
 fi
 
+# Test teardown aborts stuck connections through fusectl; some machines do not mount it.
+if [ "$(id -u)" -eq 0 ] && ! grep -q ' /sys/fs/fuse/connections ' /proc/mounts; then
+  mount -t fusectl fusectl /sys/fs/fuse/connections 2>/dev/null || say "could not mount fusectl (stuck test mounts then need umount -l)"
+fi
+
 # --- npm packages ---
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "npm ci"

@@ -3,8 +3,9 @@
  *
  * Contract (binding.ts notifyInvalInode / notifyInvalEntry): run
  * fuse_lowlevel_notify_inval_inode / _inval_entry on a libuv pool thread and return a
- * Promise of libfuse's result (0 or a negative errno; -ENOSYS before INIT, -ENODEV
- * once the connection is gone). Never rejects for a kernel answer.
+ * Promise of libfuse's result (0 or a negative errno: -ENOSYS before INIT, -ENOENT
+ * when the kernel holds no such inode or entry or the mount is gone). Never rejects
+ * for a kernel answer.
  *
  * Why a pool thread: both calls write to /dev/fuse and the kernel may make the write
  * wait: inval_inode writes back dirty pages first (a FUSE_WRITE to this very daemon,

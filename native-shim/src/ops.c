@@ -30,10 +30,9 @@ ps_event *ps_event_new(ps_session *s, int op, fuse_req_t req) {
   e->req = req;
   e->session = s;
   if (req) {
-    if ((uintptr_t)req >> PS_REQ_MAX_BITS) {
-      /* Cannot happen with the x86_64 default address-space layout; JS could not name this req. */
-      e->oom = true;
-    }
+    /* Cannot happen with the x86_64 default address-space layout; JS could not name this req. */
+    if ((uintptr_t)req >> PS_REQ_MAX_BITS)
+      e->fail = EIO;
     const struct fuse_ctx *ctx = fuse_req_ctx(req);
     e->uid = ctx->uid;
     e->gid = ctx->gid;
@@ -70,7 +69,7 @@ static void ev_bytes(ps_event *e, const void *p, size_t n) {
     return;
   a->ptr = malloc(n);
   if (!a->ptr) {
-    e->oom = true;
+    e->fail = ENOMEM;
     return;
   }
   memcpy(a->ptr, p, n);
@@ -92,7 +91,7 @@ static void ev_take(ps_event *e, const void *p, size_t n) {
   a->len = n;
   a->ptr = malloc(n);
   if (!a->ptr) {
-    e->oom = true;
+    e->fail = ENOMEM;
     return;
   }
   memcpy(a->ptr, p, n);
@@ -104,7 +103,7 @@ static double *ev_f64(ps_event *e, size_t count) {
   a->len = count;
   a->ptr = malloc(count ? count * sizeof(double) : 1);
   if (!a->ptr)
-    e->oom = true;
+    e->fail = ENOMEM;
   return a->ptr;
 }
 
@@ -125,11 +124,15 @@ void ps_event_abandon(ps_event *e, int err) {
 }
 
 void ps_event_post(ps_event *e) {
-  if (e->oom) {
-    ps_event_abandon(e, ENOMEM);
+  if (e->fail) {
+    ps_event_abandon(e, e->fail);
     return;
   }
-  if (napi_call_threadsafe_function(e->session->tsfn, e, napi_tsfn_nonblocking) != napi_ok) {
+  ps_session *s = e->session;
+  pthread_rwlock_rdlock(&s->tsfn_lock);
+  napi_status st = s->tsfn_gone ? napi_closing : napi_call_threadsafe_function(s->tsfn, e, napi_tsfn_nonblocking);
+  pthread_rwlock_unlock(&s->tsfn_lock);
+  if (st != napi_ok) {
     /* napi_closing: Node is shutting down and will never run the handler. */
     ps_event_abandon(e, EIO);
   }

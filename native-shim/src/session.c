@@ -12,15 +12,20 @@
  *   one refed thread-safe function, which keeps Node's event loop alive while
  *   mounted. When the loop returns the loop thread posts EXIT(rc) and releases the
  *   TSFN, so Node can exit once JS lets go too.
- * - unmount(session) makes the loop end by detaching the mount; it runs once, never
- *   waits for JS, and the EXIT event follows.
+ * - unmount(session) sets libfuse's exit flag and detaches the mount; it runs once,
+ *   never waits for JS, and the EXIT event follows when the loop returns. An idle
+ *   mount is torn down at once (every worker's read returns ENODEV). A busy one (open
+ *   files, a cwd inside) outlives the detach: the loop then ends at the next request
+ *   it reads, since libfuse checks the flag after each one, and whoever still uses the
+ *   mount gets ENOTCONN once the daemon process has exited.
  *
  * The session is never destroyed (see ps_session in shim.h), and the /dev/fuse
  * descriptor is never closed: replies and notifications may still be written to it
  * from other threads after the loop ends, and closing it would let a later open()
  * reuse the number, so that such a write could land in an unrelated file (libfuse's
- * fuse_session_unmount closes it; that is why it is not used here). After unmount the
- * descriptor is a dead connection and those writes fail with ENODEV.
+ * fuse_session_unmount closes it; that is why it is not used here). Once the kernel
+ * has torn the mount down the descriptor is a dead connection, and those writes fail
+ * harmlessly.
  */
 #include "shim.h"
 
@@ -146,8 +151,24 @@ static void *loop_main(void *arg) {
     ps_event_post(e);
   }
   /* All workers have been joined, so nothing calls the TSFN after this. */
-  napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
+  pthread_rwlock_rdlock(&s->tsfn_lock);
+  if (!s->tsfn_gone)
+    napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
+  pthread_rwlock_unlock(&s->tsfn_lock);
   return NULL;
+}
+
+/*
+ * Environment teardown (a worker_thread terminated while mounted) frees the TSFN
+ * while the loop may still run: from here on requests are answered EIO by the libfuse
+ * threads instead. process.exit() and fatal exceptions do not run this hook, and do
+ * not free the TSFN either.
+ */
+static void env_cleanup(void *arg) {
+  ps_session *s = arg;
+  pthread_rwlock_wrlock(&s->tsfn_lock);
+  s->tsfn_gone = true;
+  pthread_rwlock_unlock(&s->tsfn_lock);
 }
 
 /* ---- mount table ---- */
@@ -334,6 +355,7 @@ napi_value ps_mount(napi_env env, napi_callback_info info) {
     return NULL;
   }
   pthread_mutex_init(&s->unmount_lock, NULL);
+  pthread_rwlock_init(&s->tsfn_lock, NULL);
 
   if (!(given = ps_arg_string(env, argv[0], "mountpoint")) || !read_argv(env, argv[1], &fargs) ||
       !read_config(env, argv[2], s, &ops))
@@ -379,6 +401,9 @@ napi_value ps_mount(napi_env env, napi_callback_info info) {
     goto fail_mounted;
   }
 
+  /* Cleanup hooks run newest first: this one runs before the TSFN's own frees it. */
+  napi_add_env_cleanup_hook(env, env_cleanup, s);
+
   s->loop_cfg = fuse_loop_cfg_create();
   if (!s->loop_cfg) {
     ps_throw_errno(env, "fuse_loop_cfg_create", ENOMEM);
@@ -414,6 +439,7 @@ napi_value ps_mount(napi_env env, napi_callback_info info) {
   return result;
 
 fail_tsfn:
+  napi_remove_env_cleanup_hook(env, env_cleanup, s);
   napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
   if (s->loop_cfg)
     fuse_loop_cfg_destroy(s->loop_cfg);
@@ -440,6 +466,7 @@ fail:
   fuse_opt_free_args(&fargs);
   free(s->mountpoint);
   pthread_mutex_destroy(&s->unmount_lock);
+  pthread_rwlock_destroy(&s->tsfn_lock);
   free(s);
   return NULL;
 }

@@ -74,6 +74,11 @@ typedef struct ps_session {
   unsigned want, unwant, max_write, max_readahead, time_gran;
   unsigned max_threads;
 
+  /* tsfn_lock protects tsfn_gone: posting takes it shared, the env cleanup hook
+     exclusive, so that no libfuse thread touches the TSFN once Node has freed it. */
+  pthread_rwlock_t tsfn_lock;
+  bool tsfn_gone;
+
   /* unmount_lock protects unmounted: unmount runs once even if JS calls it twice. */
   pthread_mutex_t unmount_lock;
   bool unmounted;
@@ -104,7 +109,7 @@ typedef struct ps_event {
   ps_session *session;
   double uid, gid, pid, umask;
   int argc;
-  bool oom; /* an argument copy failed; the event must not reach JS */
+  int fail; /* errno to answer with instead of reaching JS (a copy failed), or 0 */
   ps_arg argv[PS_MAX_ARGS];
 } ps_event;
 
