@@ -13,6 +13,7 @@ import { statCommand } from './stat.js';
 import { shiftCommand } from './shift.js';
 import { stressCommand } from './stress.js';
 import { demoCommand } from './demo.js';
+import { cloneCommand } from './clone.js';
 
 const program = new Command();
 program
@@ -95,6 +96,20 @@ program.command('stat')
   .argument('<target>', 'a store file, or the mountpoint of a mounted store')
   .option('--json', 'print one JSON object instead of text')
   .action(statCommand);
+
+program.command('clone')
+  .description('Copy a file within a pagefs mount by sharing its blocks (a reflink through copy_file_range).')
+  .argument('<src>', 'the file to clone')
+  .argument('<dst>', 'the new file, on the same mount')
+  .option('--force', 'replace the contents of DST if it exists')
+  .addHelpText('after', `
+Whole blocks are shared, not copied: the clone takes no data blocks until one side is
+written (copy on write). Holes in SRC stay holes. coreutils cp does the same by itself,
+since it uses copy_file_range.
+
+Example:
+  pagefs clone /mnt/p/image.raw /mnt/p/image-snapshot.raw`)
+  .action(cloneCommand);
 
 program.command('stress')
   .description('Stress a directory on any Linux filesystem and check every read against a model.')
