@@ -93,7 +93,13 @@ export const OPS: Record<number, OpDef> = {
     run: (v, _c, parent: number, name: Buffer, np: number, nn: Buffer, flags: number) => namei.rename(v, parent, name, np, nn, flags),
   },
   [OP.LINK]: { name: 'link', reply: 'entry', run: (v, _c, ino: number, np: number, nn: Buffer) => namei.link(v, ino, np, nn) },
-  [OP.OPEN]: { name: 'open', reply: 'open', run: (v, _c, ino: number, flags: number): OpenOut => ({ fh: io.open(v, ino, flags), flags: OPEN_FLAGS }) },
+  [OP.OPEN]: {
+    name: 'open', reply: 'open',
+    run: (v, _c, ino: number, flags: number): OpenOut | Promise<OpenOut> => {
+      const fh = io.open(v, ino, flags);
+      return typeof fh === 'number' ? { fh, flags: OPEN_FLAGS } : fh.then((n) => ({ fh: n, flags: OPEN_FLAGS }));
+    },
+  },
   [OP.READ]: {
     name: 'read', reply: 'read',
     run: (v, _c, ino: number, size: number, off: number, fh: number): ReadResult | Promise<ReadResult> => io.read(v, fh, ino, size, off),

@@ -3,8 +3,8 @@
  * uses read(2), O_DIRECT read(2) or a shared mapping. Each prints JSON lines on stdout:
  * violations as they are found, and a summary at the end.
  *
- * The writer changes the target file (stamped writes, punch hole, zero range, and in
- * the shift variant insert+collapse) and after every operation that frees blocks writes
+ * The writer changes the target file (stamped writes, copy_file_range from a staging
+ * file, punch hole, zero range, and in the shift variant insert+collapse) and after every operation that frees blocks writes
  * and fsyncs other files, so that the freed blocks are reused at once: a reader that
  * still maps a freed block then reads another file's stamp.
  */
@@ -21,6 +21,8 @@ export interface WorkerConfig {
   id: number;
   target: string;
   others: string[];
+  /** Source of copy_file_range into the target: blocks stamped as the target's. */
+  staging: string;
   modelPath: string;
   blocks: number;
   blockSize: number;
@@ -41,6 +43,7 @@ function writer(c: WorkerConfig, model: SharedModel): void {
   const bs = c.blockSize;
   const fd = fs.openSync(c.target, 'r+');
   const others = c.others.map((p) => fs.openSync(p, 'r+'));
+  const staging = fs.openSync(c.staging, 'r+');
   let gen = 1;
   let ops = 0;
   const counts: Record<string, number> = {};
@@ -73,7 +76,22 @@ function writer(c: WorkerConfig, model: SharedModel): void {
       const afterCollapse = [...afterInsert.slice(0, j), ...afterInsert.slice(j + n)].slice(0, c.blocks);
       model.end(lo, afterCollapse.slice(lo).map((e) => ({ gen: e.gen, kind: e.kind, stampBlock: e.stampBlock })));
       reuse(n);
-    } else if (r < 0.45) {
+    } else if (r < 0.15) {
+      // The copy shares the staging file's blocks into the target (a remap on pagefs).
+      op = 'copy';
+      const g = ++gen;
+      const buf = Buffer.allocUnsafe(n * bs);
+      for (let k = 0; k < n; k++) stampBlock({ file: TARGET_ID, block: b + k, gen: g }, bs, buf, k * bs);
+      fs.writeSync(staging, buf, 0, buf.length, b * bs);
+      fs.fsyncSync(staging);
+      model.begin(b, n);
+      for (let done = 0; done < n * bs;) {
+        const got = sys().copyFileRange(staging, b * bs + done, fd, b * bs + done, n * bs - done, 0);
+        if (got <= 0) throw new Error(`copy_file_range returned ${got}`);
+        done += got;
+      }
+      model.end(b, Array.from({ length: n }, (_, k) => ({ gen: g, kind: 1, stampBlock: b + k })));
+    } else if (r < 0.5) {
       op = 'write';
       const g = ++gen;
       const buf = Buffer.allocUnsafe(n * bs);
@@ -93,6 +111,7 @@ function writer(c: WorkerConfig, model: SharedModel): void {
     counts[op] = (counts[op] ?? 0) + 1;
     model.ops = ++ops;
   }
+  for (const f of [fd, staging, ...others]) fs.closeSync(f);
   out({ type: 'summary', role: 'writer', id: c.id, ops, counts });
 }
 

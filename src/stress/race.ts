@@ -1,8 +1,8 @@
 /**
  * The race stress (pagefs stress --race, the demo, and the page-cache race test):
  * several processes read one target file with read(2), O_DIRECT read(2) and a shared
- * mapping while a writer punches, zeroes, rewrites (and in the shift variant inserts
- * and collapses) ranges of it and reuses the freed blocks for other files. Every block
+ * mapping while a writer punches, zeroes, rewrites, copies into (copy_file_range, a
+ * remap on pagefs) and in the shift variant inserts and collapses ranges of it and reuses the freed blocks for other files. Every block
  * carries a stamp; the shared model (model.ts) says what each settled block must hold.
  *
  * Verdict: clean when no read returned another file's block and no read that did not
@@ -69,7 +69,8 @@ export async function runRace(o: RaceOptions): Promise<RaceResult> {
   await fh.write(init, 0, init.length, 0);
   await fh.sync();
   await fh.close();
-  for (const p of others) await fs.promises.writeFile(p, '');
+  const staging = path.join(work, 'staging');
+  for (const p of [...others, staging]) await fs.promises.writeFile(p, '');
 
   const modelPath = path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), `pagefs-race-${process.pid}-${o.seed}.model`);
   const model = SharedModel.create(modelPath, o.blocks + 64);
@@ -77,7 +78,7 @@ export async function runRace(o: RaceOptions): Promise<RaceResult> {
   model.end(0, Array.from({ length: o.blocks }, (_, b) => ({ gen: 1, kind: 1, stampBlock: b })));
 
   const result: RaceResult = { seed: o.seed, blockSize: bs, elapsedMs: 0, writerOps: 0, opCounts: {}, reads: 0, checkedBlocks: 0, violations: [], errors: [] };
-  const base = { target, others, modelPath, blocks: o.blocks, blockSize: bs, seed: o.seed, variant: o.variant, stopOnFirst: o.stopOnFirst };
+  const base = { target, others, staging, modelPath, blocks: o.blocks, blockSize: bs, seed: o.seed, variant: o.variant, stopOnFirst: o.stopOnFirst };
   const configs: WorkerConfig[] = [{ ...base, role: 'writer', id: 0 }];
   let id = 1;
   for (let i = 0; i < o.readers; i++) configs.push({ ...base, role: 'read', id: id++ });

@@ -15,6 +15,12 @@ import { fillLocked, fillDebug } from '../cache/fill.js';
 import { writeLocked } from '../cache/write.js';
 import type { Page } from '../cache/pagecache.js';
 import { makeNode } from './namei.js';
+import { setSizeLocked } from './resize.js';
+
+/** open(2) flag bits as the kernel passes them (asm-generic/fcntl.h). */
+const O_ACCMODE = 3;
+const O_RDONLY = 0;
+const O_TRUNC = 0o1000;
 import { fsErr } from '../util/errors.js';
 
 export interface ReadResult {
@@ -26,10 +32,26 @@ export interface ReadResult {
 /** Longest readahead window, in pages, that the daemon adds after a sequential read. */
 const RA_MAX_PAGES = 64;
 
-export function open(vfs: Vfs, ino: number, flags: number): number {
+/**
+ * With FUSE_ATOMIC_O_TRUNC the kernel passes O_TRUNC to open instead of sending a
+ * setattr first, so truncation happens here, through the same path as truncate(2).
+ */
+export function open(vfs: Vfs, ino: number, flags: number): number | Promise<number> {
   const inode = vfs.inode(ino);
   if (inode.isDir) throw fsErr('EISDIR');
-  return vfs.newHandle(inode, flags).fh;
+  const writable = (flags & O_ACCMODE) !== O_RDONLY;
+  if (!(flags & O_TRUNC) || !writable || !inode.isReg || inode.rec.size === 0) return vfs.newHandle(inode, flags).fh;
+  return (async () => {
+    const ctx = new OpCtx('open(O_TRUNC)');
+    const m = inode.mapping!;
+    await m.iRwsem.acquire(ctx, 'exclusive');
+    try {
+      await setSizeLocked(vfs, ctx, inode, 0);
+    } finally {
+      m.iRwsem.release(ctx, 'exclusive');
+    }
+    return vfs.newHandle(inode, flags).fh;
+  })();
 }
 
 export function create(vfs: Vfs, caller: Caller, parent: number, name: Buffer, mode: number, flags: number): { inode: Inode; fh: number } {

@@ -8,13 +8,18 @@ import { fsErr } from '../util/errors.js';
 
 export const XATTR_CREATE = 1;
 export const XATTR_REPLACE = 2;
-const PREFIXES = ['user.', 'trusted.', 'security.', 'system.posix_acl_access', 'system.posix_acl_default'];
+/**
+ * POSIX ACLs (system.posix_acl_*) are refused with EOPNOTSUPP until the kernel is asked
+ * to enforce them (FUSE_CAP_POSIX_ACL): stored but unenforced, they would make cp -a set
+ * modes through an ACL that nothing applies. Programs then fall back to chmod.
+ */
+const PREFIXES = ['user.', 'trusted.', 'security.'];
 /** ext4 keeps all of an inode's xattrs in one block; we allow one 64 KiB value and this much in all. */
 const TOTAL_MAX = 1 << 20;
 
 function checkNamespace(name: Buffer): void {
   const s = name.toString('latin1');
-  if (!PREFIXES.some((p) => s.startsWith(p) && (p.endsWith('.') ? s.length > p.length : s === p))) throw fsErr('EOPNOTSUPP');
+  if (!PREFIXES.some((p) => s.startsWith(p) && s.length > p.length)) throw fsErr('EOPNOTSUPP');
 }
 
 export function setxattr(vfs: Vfs, ino: number, name: Buffer, value: Buffer, flags: number): void {

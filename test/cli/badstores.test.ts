@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import Database from 'better-sqlite3';
-import { mountFresh, makeStore, pagefs, run, forceClear, fuseMountAt, expectCleanLog, type Mounted, type RunResult } from '../helpers/mount.js';
+import { mountFresh, makeStore, testDirPrefix, pagefs, run, forceClear, fuseMountAt, expectCleanLog, type Mounted, type RunResult } from '../helpers/mount.js';
 
 /** One non-empty line on stderr, no stack trace, a failing exit, naming every `names`. */
 function expectOneLineError(r: RunResult, ...names: string[]): void {
@@ -34,7 +34,7 @@ let dir = '';
 const mountpoints: string[] = [];
 
 beforeAll(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagefs-test-badstores-'));
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), testDirPrefix() + 'badstores-'));
 });
 afterEach(async () => {
   for (const mp of mountpoints.splice(0)) {

@@ -1,18 +1,30 @@
 /**
- * Before and after the whole run: no test mount may survive. Anything left under the
- * test directories (a crashed worker, a killed run) is aborted and detached.
+ * Before and after the whole run: no test mount may survive. Test directories are named
+ * pagefs-test-<run>-..., <run> being this vitest process's pid (PAGEFS_TEST_RUN, which the
+ * workers inherit). At the end this run's leftovers are aborted and detached; at the start
+ * so are those of runs whose process is gone (a killed run), never a live run's mounts.
  */
 import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 
-function clearTestMounts(): void {
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function clearTestMounts(which: (run: number) => boolean): void {
   const lines = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n');
   for (const line of lines) {
     const [pre, post] = line.split(' - ');
     if (!post || !post.startsWith('fuse')) continue;
     const f = pre.split(' ');
     const mp = f[4];
-    if (!/\/pagefs-test-/.test(mp)) continue;
+    const m = /\/pagefs-test-(\d+)-/.exec(mp);
+    if (!m || !which(Number(m[1]))) continue;
     try { fs.writeFileSync(`/sys/fs/fuse/connections/${f[2].split(':')[1]}/abort`, '1'); } catch { /* gone */ }
     try { execFileSync('umount', ['-l', mp], { timeout: 10_000 }); } catch { /* gone */ }
     process.stderr.write(`global teardown: cleared leftover mount ${mp}\n`);
@@ -21,9 +33,10 @@ function clearTestMounts(): void {
 
 export function setup(): void {
   if (!fs.existsSync('/dev/fuse')) throw new Error('/dev/fuse is missing: the mount tests cannot run here (they never skip)');
-  clearTestMounts();
+  process.env.PAGEFS_TEST_RUN = String(process.pid);
+  clearTestMounts((run) => !alive(run));
 }
 
 export function teardown(): void {
-  clearTestMounts();
+  clearTestMounts((run) => run === process.pid);
 }

@@ -69,6 +69,11 @@ export interface MountOptions {
   store?: string;
 }
 
+/** pagefs-test-<run>-: global-setup.ts clears only its own run's mounts, and dead runs'. */
+export function testDirPrefix(): string {
+  return `pagefs-test-${process.env.PAGEFS_TEST_RUN ?? process.pid}-`;
+}
+
 export async function makeStore(dir: string, opts: MountOptions = {}): Promise<string> {
   const store = path.join(dir, 'store.db');
   const r = await pagefs(['mkfs', store, '--capacity', opts.capacity ?? '2G', '--block-size', String(opts.blockSize ?? 4096)]);
@@ -77,7 +82,7 @@ export async function makeStore(dir: string, opts: MountOptions = {}): Promise<s
 }
 
 export async function mountFresh(opts: MountOptions = {}): Promise<Mounted> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagefs-test-'));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), testDirPrefix()));
   const store = opts.store ?? await makeStore(dir, opts);
   const mp = path.join(dir, 'mnt');
   fs.mkdirSync(mp);
