@@ -60,6 +60,7 @@ export function formatRace(r: RaceResult, indent = ''): string {
   }
   if (r.violations.length > 5) lines.push(`... and ${r.violations.length - 5} more violations`);
   for (const e of r.errors) lines.push(`ERROR: ${e}`);
+  if (r.skipped.length > 0) lines.push(`skipped (not supported here): ${r.skipped.join(', ')}`);
   const verdict = r.violations.length === 0 && r.errors.length === 0 ? 'clean' : r.violations.length > 0 ? `${r.violations.length} violation(s)` : 'errors';
   lines.push(`race: ${verdict}: seed ${r.seed}, ${(r.elapsedMs / 1000).toFixed(1)} s, block size ${r.blockSize}, ${r.writerOps} writer ops (${ops || 'none'}), ${r.reads} reads, ${r.checkedBlocks} settled blocks checked`);
   return lines.map((l) => indent + l).join('\n') + '\n';

@@ -29,6 +29,19 @@ export interface WorkerConfig {
   seed: number;
   variant: 'punch' | 'shift';
   stopOnFirst: boolean;
+  /** The writer's operations that the filesystem supports (race.ts probes them). */
+  ops: WriterOp[];
+}
+
+export type WriterOp = 'write' | 'copy' | 'punch' | 'zero' | 'shift';
+/** Relative frequencies of the writer's operations. */
+export const OP_WEIGHTS: Record<WriterOp, number> = { write: 35, copy: 15, punch: 30, zero: 20, shift: 20 };
+
+function pick(rng: Rng, ops: WriterOp[]): WriterOp {
+  const total = ops.reduce((t, o) => t + OP_WEIGHTS[o], 0);
+  let r = rng.next() * total;
+  for (const o of ops) if ((r -= OP_WEIGHTS[o]) < 0) return o;
+  return ops[ops.length - 1];
 }
 
 export const TARGET_ID = 1;
@@ -59,9 +72,8 @@ function writer(c: WorkerConfig, model: SharedModel): void {
   while (!model.stopped) {
     const n = 1 + rng.int(8);
     const b = rng.int(c.blocks - n);
-    const r = rng.next();
-    let op: string;
-    if (c.variant === 'shift' && r < 0.2) {
+    let op: string = pick(rng, c.ops);
+    if (op === 'shift') {
       op = 'insert+collapse';
       // Insert first so the file never gets shorter than the readers' mappings.
       const k = rng.int(c.blocks - n);
@@ -76,7 +88,7 @@ function writer(c: WorkerConfig, model: SharedModel): void {
       const afterCollapse = [...afterInsert.slice(0, j), ...afterInsert.slice(j + n)].slice(0, c.blocks);
       model.end(lo, afterCollapse.slice(lo).map((e) => ({ gen: e.gen, kind: e.kind, stampBlock: e.stampBlock })));
       reuse(n);
-    } else if (r < 0.15) {
+    } else if (op === 'copy') {
       // The copy shares the staging file's blocks into the target (a remap on pagefs).
       op = 'copy';
       const g = ++gen;
@@ -91,8 +103,7 @@ function writer(c: WorkerConfig, model: SharedModel): void {
         done += got;
       }
       model.end(b, Array.from({ length: n }, (_, k) => ({ gen: g, kind: 1, stampBlock: b + k })));
-    } else if (r < 0.5) {
-      op = 'write';
+    } else if (op === 'write') {
       const g = ++gen;
       const buf = Buffer.allocUnsafe(n * bs);
       for (let k = 0; k < n; k++) stampBlock({ file: TARGET_ID, block: b + k, gen: g }, bs, buf, k * bs);
@@ -101,8 +112,7 @@ function writer(c: WorkerConfig, model: SharedModel): void {
       fs.fdatasyncSync(fd);
       model.end(b, Array.from({ length: n }, (_, k) => ({ gen: g, kind: 1, stampBlock: b + k })));
     } else {
-      const zero = r >= 0.8;
-      op = zero ? 'zero' : 'punch';
+      const zero = op === 'zero';
       model.begin(b, n);
       sys().fallocate(fd, zero ? FALLOC.ZERO_RANGE | FALLOC.KEEP_SIZE : FALLOC.PUNCH_HOLE | FALLOC.KEEP_SIZE, b * bs, n * bs);
       model.end(b, Array.from({ length: n }, () => ({ gen: 0, kind: 0, stampBlock: 0 })));

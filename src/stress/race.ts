@@ -16,7 +16,9 @@ import { spawn } from 'node:child_process';
 import { distFile } from '../util/paths.js';
 import { SharedModel } from './model.js';
 import { stampBlock } from './stamp.js';
-import { TARGET_ID, type WorkerConfig } from './race-worker.js';
+import { TARGET_ID, type WorkerConfig, type WriterOp } from './race-worker.js';
+import { sys, FALLOC } from '../sys/index.js';
+import { PAGEFS_IOC_INSERT_RANGE, encodeRange } from '../vfs/shift.js';
 
 export interface RaceOptions {
   dir: string;
@@ -54,6 +56,42 @@ export interface RaceResult {
   checkedBlocks: number;
   violations: Violation[];
   errors: string[];
+  /** Writer operations the filesystem does not support, probed at the start (like fsx). */
+  skipped: string[];
+}
+
+/** Tries each writer operation once on a scratch file; what fails with EOPNOTSUPP/ENOTTY/EXDEV is skipped. */
+async function probe(work: string, bs: number, variant: 'punch' | 'shift'): Promise<{ ops: WriterOp[]; skipped: string[] }> {
+  const p = path.join(work, 'probe');
+  const q = path.join(work, 'probe-copy');
+  await fs.promises.writeFile(p, Buffer.alloc(4 * bs, 1));
+  await fs.promises.writeFile(q, '');
+  const fd = fs.openSync(p, 'r+');
+  const fq = fs.openSync(q, 'r+');
+  const ops: WriterOp[] = ['write'];
+  const skipped: string[] = [];
+  const tryOp = (op: WriterOp, f: () => void) => {
+    try {
+      f();
+      ops.push(op);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'EOPNOTSUPP' && code !== 'ENOTTY' && code !== 'EXDEV' && code !== 'EINVAL') throw e;
+      skipped.push(`${op} (${code})`);
+    }
+  };
+  try {
+    tryOp('copy', () => sys().copyFileRange(fd, 0, fq, 0, bs, 0));
+    tryOp('punch', () => sys().fallocate(fd, FALLOC.PUNCH_HOLE | FALLOC.KEEP_SIZE, 0, bs));
+    tryOp('zero', () => sys().fallocate(fd, FALLOC.ZERO_RANGE | FALLOC.KEEP_SIZE, 0, bs));
+    if (variant === 'shift') tryOp('shift', () => sys().ioctl(fd, PAGEFS_IOC_INSERT_RANGE, encodeRange(0, bs)));
+  } finally {
+    fs.closeSync(fd);
+    fs.closeSync(fq);
+    await fs.promises.rm(p);
+    await fs.promises.rm(q);
+  }
+  return { ops, skipped };
 }
 
 export async function runRace(o: RaceOptions): Promise<RaceResult> {
@@ -72,13 +110,14 @@ export async function runRace(o: RaceOptions): Promise<RaceResult> {
   const staging = path.join(work, 'staging');
   for (const p of [...others, staging]) await fs.promises.writeFile(p, '');
 
+  const { ops, skipped } = await probe(work, bs, o.variant);
   const modelPath = path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), `pagefs-race-${process.pid}-${o.seed}.model`);
   const model = SharedModel.create(modelPath, o.blocks + 64);
   model.begin(0, o.blocks);
   model.end(0, Array.from({ length: o.blocks }, (_, b) => ({ gen: 1, kind: 1, stampBlock: b })));
 
-  const result: RaceResult = { seed: o.seed, blockSize: bs, elapsedMs: 0, writerOps: 0, opCounts: {}, reads: 0, checkedBlocks: 0, violations: [], errors: [] };
-  const base = { target, others, staging, modelPath, blocks: o.blocks, blockSize: bs, seed: o.seed, variant: o.variant, stopOnFirst: o.stopOnFirst };
+  const result: RaceResult = { seed: o.seed, blockSize: bs, elapsedMs: 0, writerOps: 0, opCounts: {}, reads: 0, checkedBlocks: 0, violations: [], errors: [], skipped };
+  const base = { target, others, staging, modelPath, blocks: o.blocks, blockSize: bs, seed: o.seed, variant: o.variant, stopOnFirst: o.stopOnFirst, ops };
   const configs: WorkerConfig[] = [{ ...base, role: 'writer', id: 0 }];
   let id = 1;
   for (let i = 0; i < o.readers; i++) configs.push({ ...base, role: 'read', id: id++ });
