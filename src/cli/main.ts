@@ -32,6 +32,11 @@ Examples:
   pagefs umount /mnt/pagefs
   pagefs fsck /var/lib/pagefs/store.db
 
+As a mount helper (with pagefs on PATH, e.g. ln -s $PWD/bin/pagefs.js /usr/local/bin/pagefs):
+  mount -t fuse.pagefs /var/lib/pagefs/store.db /mnt/pagefs -o allow_other,cache_size=1G
+  /etc/fstab: /var/lib/pagefs/store.db /mnt/pagefs fuse.pagefs defaults,allow_other 0 0
+  (the helper runs: pagefs STORE MOUNTPOINT -o OPTIONS, which means pagefs mount)
+
 Exit status: 0 on success, 1 on failure (a one-line message says why), 2 on bad usage.`);
 
 program.command('mkfs')
@@ -165,8 +170,22 @@ Example:
     .action(shiftCommand(kind));
 }
 
+/**
+ * The mount helper convention (mount.fuse3, fstab, mount -t fuse.pagefs): the helper
+ * runs the program named after the subtype as `pagefs SOURCE MOUNTPOINT -o OPTIONS`.
+ * Two leading operands that are not a command mean exactly that.
+ */
+function helperForm(argv: string[]): string[] {
+  const [first, second] = argv.slice(2);
+  const known = new Set(program.commands.flatMap((c) => [c.name(), ...c.aliases()]));
+  if (first && second && !first.startsWith('-') && !second.startsWith('-') && !known.has(first) && first !== 'help') {
+    return [...argv.slice(0, 2), 'mount', ...argv.slice(2)];
+  }
+  return argv;
+}
+
 try {
-  await program.parseAsync(process.argv);
+  await program.parseAsync(helperForm(process.argv));
 } catch (e) {
   if (e instanceof CommanderError) {
     process.exitCode = e.exitCode === 0 ? 0 : 2;

@@ -128,6 +128,8 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
           opts.onReady();
         } else if (op === OP.EXIT) {
           opts.log(`unmounted ${opts.mountpoint}`);
+          // After an aborted connection the mount is still there, dead: detach it (a no-op after umount).
+          if (session) fuse.unmount(session);
           finish(0);
         }
       },

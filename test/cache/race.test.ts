@@ -6,6 +6,7 @@
  * off and a delay injected in the fill's race window it must catch stale data.
  */
 import { describe, it, expect, afterEach } from 'vitest';
+import fs from 'node:fs';
 import { mountFresh, expectCleanLog, type Mounted } from '../helpers/mount.js';
 import { runRace, type RaceOptions } from '../../src/stress/race.js';
 
@@ -55,3 +56,18 @@ for (const blockSize of [4096, 1024]) {
     });
   });
 }
+
+describe('race on another filesystem', () => {
+  it('runs against tmpfs, skipping what tmpfs lacks, and stays clean', async () => {
+    const dir = fs.mkdtempSync('/dev/shm/pagefs-race-');
+    try {
+      const r = await runRace({ ...base(dir, 14), durationMs: 3000 });
+      expect(r.errors).toEqual([]);
+      expect(r.skipped.join(' ')).toMatch(/zero \(EOPNOTSUPP\)/);
+      expect(r.opCounts.punch).toBeGreaterThan(0);
+      expect(r.violations).toEqual([]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
