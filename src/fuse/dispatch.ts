@@ -67,6 +67,19 @@ export class Dispatcher {
       this.fuse.replyErr(req, e.errno);
       return;
     }
+    const code = (e as { code?: unknown })?.code;
+    if (typeof code === 'string' && code.startsWith('SQLITE_')) {
+      // The store's own filesystem is full: the writer's problem, not a daemon fault.
+      if (code === 'SQLITE_FULL') {
+        this.opts.log(`${def.name}: the store's filesystem is full (${(e as Error).message})`);
+        this.fuse.replyErr(req, errnoNumber('ENOSPC'));
+        return;
+      }
+      this.errors++;
+      this.opts.log(`${def.name}: store error ${code}: ${(e as Error).message}`);
+      this.fuse.replyErr(req, errnoNumber('EIO'));
+      return;
+    }
     this.errors++;
     const what = e instanceof LockOrderError ? 'lock checker' : 'internal error';
     this.opts.log(`${def.name}: ${what}: ${(e as Error)?.stack ?? e}`);

@@ -33,6 +33,8 @@ export class BlockTable {
   /** Blocks promised to dirty cache pages that will need one at writeback (delayed allocation). */
   reserved = 0;
   readonly capacity: number;
+  /** Mapped blocks per inode, for st_blocks: counted once, then kept up to date by every map change. */
+  private readonly mappedCounts = new Map<number, number>();
 
   private readonly mapRangeStmt;
   private readonly mapOneStmt;
@@ -100,6 +102,8 @@ export class BlockTable {
     this.hwm = c.hwm;
     this.used = c.used;
     this.reserved = c.reserved;
+    // A rolled-back transaction may have changed counts: count again when asked.
+    this.mappedCounts.clear();
   }
 
   /** Mapped blocks of `ino` in [first, last], ascending. */
@@ -130,7 +134,22 @@ export class BlockTable {
 
   /** Blocks mapped by `ino`, preallocated ones included (st_blocks counts them too). */
   countMapped(ino: number): number {
-    return this.countMappedStmt.get(ino) as number;
+    let n = this.mappedCounts.get(ino);
+    if (n === undefined) {
+      n = this.countMappedStmt.get(ino) as number;
+      this.mappedCounts.set(ino, n);
+    }
+    return n;
+  }
+
+  private countDelta(ino: number, d: number): void {
+    const n = this.mappedCounts.get(ino);
+    if (n !== undefined) this.mappedCounts.set(ino, n + d);
+  }
+
+  /** Forgets an inode's count (its inode left memory or was removed). */
+  forgetCount(ino: number): void {
+    this.mappedCounts.delete(ino);
   }
 
   sharedCount(): number {
@@ -186,8 +205,10 @@ export class BlockTable {
     this.writeDataStmt.run(pblock, bytes);
   }
 
+  /** Maps an unmapped file block. */
   setMap(ino: number, fblock: number, pblock: number, flags: number): void {
     this.upsertMapStmt.run(ino, fblock, pblock, flags);
+    this.countDelta(ino, 1);
   }
 
   setFlags(ino: number, fblock: number, flags: number): void {
@@ -199,6 +220,7 @@ export class BlockTable {
     const pblocks = this.mapRowsRangeStmt.all(ino, first, last) as number[];
     if (pblocks.length === 0) return 0;
     this.deleteMapRangeStmt.run(ino, first, last);
+    this.countDelta(ino, -pblocks.length);
     for (const p of pblocks) this.decref(p);
     return pblocks.length;
   }
@@ -220,8 +242,12 @@ export class BlockTable {
     }
     const pblock = this.allocate(fromReservation);
     this.writeData(pblock, bytes);
-    this.setMap(ino, fblock, pblock, 0);
-    if (cur) this.decref(cur.pblock);
+    if (cur) {
+      this.upsertMapStmt.run(ino, fblock, pblock, 0);
+      this.decref(cur.pblock);
+    } else {
+      this.setMap(ino, fblock, pblock, 0);
+    }
   }
 
   /** Whether writing `fblock` of `ino` will need a new block (unmapped or shared). */

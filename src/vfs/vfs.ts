@@ -182,6 +182,7 @@ export class Vfs {
       this.dropPages(inode);
     }
     this.icache.delete(inode.ino);
+    this.store.blocks.forgetCount(inode.ino);
   }
 
   private dropPages(inode: Inode): void {
