@@ -12,6 +12,7 @@ import { fsckCommand } from './fsck.js';
 import { statCommand } from './stat.js';
 import { shiftCommand } from './shift.js';
 import { stressCommand } from './stress.js';
+import { FSX_OPS, DEFAULT_MIX as FSX_DEFAULT_MIX } from '../stress/fsx-engine.js';
 import { demoCommand } from './demo.js';
 import { cloneCommand } from './clone.js';
 
@@ -120,6 +121,7 @@ program.command('stress')
   .description('Stress a directory on any Linux filesystem and check every read against a model.')
   .argument('<dir>', 'a directory on the filesystem to test (a pagefs mount, tmpfs, ext4, XFS)')
   .option('--race', 'the page-cache race: readers (read(2), O_DIRECT, mmap) against a writer that punches, zeroes, rewrites and reuses blocks')
+  .option('--fsx', 'the fsx model checker: a seeded random sequence of operations over a few files, every read checked against a model')
   .option('--readers <n>', 'processes reading with read(2)', '2')
   .option('--direct-readers <n>', 'processes reading with O_DIRECT', '1')
   .option('--mappers <n>', 'processes reading through a shared mapping', '1')
@@ -128,6 +130,12 @@ program.command('stress')
   .option('--blocks <n>', 'size of the target file in blocks', '1024')
   .option('--variant <name>', 'punch (punch, zero, rewrite) or shift (also insert and collapse ranges: pagefs only)', 'punch')
   .option('--stop-on-first', 'stop at the first violation')
+  .option('--ops <n>', 'fsx: number of operations', '10000')
+  .option('--files <n>', 'fsx: number of files', '2')
+  .option('--max-size <bytes>', 'fsx: largest file size (suffixes K, M)', '256K')
+  .option('--op-mix <list>', `fsx: operation weights, NAME=WEIGHT,...; 0 switches one off; names: ${FSX_OPS.join(', ')}`)
+  .option('--remount-every <n>', 'fsx: unmount and mount the pagefs store again every n operations (needs --store), then check every file')
+  .option('--store <store>', 'fsx: the store mounted at (or above) DIR, for --remount-every')
   .option('--json', 'print the result as one JSON object')
   .addHelpText('after', `
 Every block written is stamped (file, block, generation), and a model shared by the
@@ -137,8 +145,22 @@ operation touched during the read, is a violation: it is printed with the offset
 expected and the actual contents and whose block those were. Exit status 1 on any
 violation.
 
-Example:
-  pagefs stress --race /mnt/p --duration 60 --readers 4 --mappers 2`)
+The fsx checker (--fsx) runs one operation at a time over --files files: write
+(block-stamped when aligned, random bytes otherwise), read, mapped read and write
+(msync MS_SYNC), O_DIRECT read, truncate, fallocate in every mode the filesystem has
+(0, KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE with and without KEEP_SIZE, COLLAPSE and INSERT,
+on pagefs through its ioctls), copy_file_range within and across files, SEEK_DATA and
+SEEK_HOLE, fsync, close and reopen. What the filesystem lacks is probed at the start
+and skipped. Every read is checked against a model of each file; the first mismatch
+stops the run with the seed, the operation number, the last operations, the first
+differing range (expected and actual bytes) and whose block the bytes were. The same
+seed repeats the same operations. Default weights: ${Object.entries(FSX_DEFAULT_MIX).map(([k, v]) => `${k}=${v}`).join(',')}.
+
+Examples:
+  pagefs stress --race /mnt/p --duration 60 --readers 4 --mappers 2
+  pagefs stress --fsx /mnt/p --ops 100000 --seed 42
+  pagefs stress --fsx /dev/shm/x --op-mix mapwrite=0,copy=20 --files 3
+  pagefs stress --fsx /mnt/p --remount-every 5000 --store store.db`)
   .action(stressCommand);
 
 program.command('demo')

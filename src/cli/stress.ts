@@ -1,11 +1,27 @@
-/** pagefs stress --race DIR: the race stress against any directory (a pagefs mount, tmpfs, ext4, XFS). */
+/**
+ * pagefs stress --race DIR: the race stress, and pagefs stress --fsx DIR: the fsx model
+ * checker, against any directory (a pagefs mount, tmpfs, ext4, XFS).
+ */
 import fs from 'node:fs';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
 import { runRace, type RaceResult } from '../stress/race.js';
+import { runFsx, formatFsx, parseOpMix, DEFAULTS as FSX_DEFAULTS } from '../stress/fsx.js';
 import { progress } from './progress.js';
+import { mounts, isPagefsMount } from './mounts.js';
+import { parseSize } from '../util/size.js';
+import { PAGEFS_BIN } from '../util/paths.js';
 import { UserError } from '../util/errors.js';
 
 export interface StressOpts {
   race?: boolean;
+  fsx?: boolean;
+  ops?: string;
+  files?: string;
+  maxSize?: string;
+  opMix?: string;
+  remountEvery?: string;
+  store?: string;
   readers: string;
   directReaders: string;
   mappers: string;
@@ -23,7 +39,8 @@ function int(v: string, what: string, min: number, max: number): number {
 }
 
 export async function stressCommand(dir: string, o: StressOpts): Promise<void> {
-  if (!o.race) throw new UserError('pagefs stress: choose a mode: --race');
+  if (o.race && o.fsx) throw new UserError('pagefs stress: choose one mode: --race or --fsx');
+  if (!o.race && !o.fsx) throw new UserError('pagefs stress: choose a mode: --race or --fsx');
   let st: fs.Stats;
   try {
     st = fs.statSync(dir);
@@ -31,6 +48,7 @@ export async function stressCommand(dir: string, o: StressOpts): Promise<void> {
     throw new UserError(`pagefs stress: ${dir} does not exist`);
   }
   if (!st.isDirectory()) throw new UserError(`pagefs stress: ${dir} is not a directory`);
+  if (o.fsx) return fsxCommand(dir, o);
   if (o.variant !== 'punch' && o.variant !== 'shift') throw new UserError(`pagefs stress: --variant must be punch or shift, not '${o.variant}'`);
   const seed = o.seed !== undefined ? int(o.seed, '--seed', 0, 2 ** 31 - 1) : Math.floor(Math.random() * 2 ** 31);
   const durationMs = int(o.duration, '--duration', 1, 86400) * 1000;
@@ -64,4 +82,76 @@ export function formatRace(r: RaceResult, indent = ''): string {
   const verdict = r.violations.length === 0 && r.errors.length === 0 ? 'clean' : r.violations.length > 0 ? `${r.violations.length} violation(s)` : 'errors';
   lines.push(`race: ${verdict}: seed ${r.seed}, ${(r.elapsedMs / 1000).toFixed(1)} s, block size ${r.blockSize}, ${r.writerOps} writer ops (${ops || 'none'}), ${r.reads} reads, ${r.checkedBlocks} settled blocks checked`);
   return lines.map((l) => indent + l).join('\n') + '\n';
+}
+
+/** pagefs stress --fsx DIR: the fsx model checker (src/stress/fsx.ts). */
+async function fsxCommand(dir: string, o: StressOpts): Promise<void> {
+  const seed = o.seed !== undefined ? int(o.seed, '--seed', 0, 2 ** 31 - 1) : Math.floor(Math.random() * 2 ** 31);
+  const ops = int(o.ops ?? '10000', '--ops', 1, 100_000_000);
+  const files = int(o.files ?? String(FSX_DEFAULTS.files), '--files', 1, 64);
+  const maxSize = o.maxSize !== undefined ? parseSize(o.maxSize, 'pagefs stress: --max-size') : FSX_DEFAULTS.maxSize;
+  if (maxSize < 4096 || maxSize > 64 * 2 ** 20) throw new UserError(`pagefs stress: --max-size '${o.maxSize}' must be from 4K to 64M`);
+  let mix;
+  try {
+    mix = parseOpMix(o.opMix ?? '');
+  } catch (e) {
+    throw new UserError(`pagefs stress: --op-mix: ${(e as Error).message}`);
+  }
+  if ((o.remountEvery === undefined) !== (o.store === undefined)) throw new UserError('pagefs stress: --remount-every and --store go together');
+  let remount: ((at: { op: number; index: number }) => Promise<void>) | undefined;
+  let remountEvery = 0;
+  if (o.remountEvery !== undefined && o.store !== undefined) {
+    remountEvery = int(o.remountEvery, '--remount-every', 1, 100_000_000);
+    remount = pagefsRemounter(dir, o.store);
+  }
+  const bar = progress('fsx', ops, 'ops');
+  const r = await runFsx({
+    dir, seed, ops, files, maxSize, mix, remountEvery, remount,
+    onProbe: (p) => {
+      if (p.skipped.length) process.stderr.write(`fsx: skipped (not supported here): ${p.skipped.join(', ')}\n`);
+      if (p.shiftVia === 'ioctl') process.stderr.write('fsx: collapse and insert through pagefs\'s ioctls (the kernel\'s FUSE client refuses the fallocate modes)\n');
+    },
+    onProgress: (p) => bar.update(p.ops, `${(p.bytesChecked / 2 ** 20).toFixed(0)} MiB checked`),
+  });
+  bar.stop();
+  if (o.json) process.stdout.write(JSON.stringify(r) + '\n');
+  else process.stdout.write(formatFsx(r));
+  if (r.failure) process.exitCode = 1;
+}
+
+/**
+ * --remount-every with --store: the directory must be on a pagefs mount of that store;
+ * each remount runs `pagefs umount MOUNTPOINT` and `pagefs mount STORE MOUNTPOINT` (default
+ * mount options), as separate processes: the checker never runs in the daemon's process.
+ */
+function pagefsRemounter(dir: string, storeArg: string): (at: { op: number; index: number }) => Promise<void> {
+  const real = fs.realpathSync(dir);
+  const m = mounts().filter((x) => real === x.mountpoint || real.startsWith(x.mountpoint.endsWith('/') ? x.mountpoint : x.mountpoint + '/'))
+    .sort((a, b) => b.mountpoint.length - a.mountpoint.length)[0];
+  if (!m || !isPagefsMount(m)) throw new UserError(`pagefs stress: --remount-every needs ${dir} on a pagefs mount${m ? ` (it is on ${m.fstype} at ${m.mountpoint})` : ''}`);
+  let store: string;
+  try {
+    store = fs.realpathSync(storeArg);
+  } catch {
+    throw new UserError(`pagefs stress: --store ${storeArg} does not exist`);
+  }
+  let source = m.source;
+  try { source = fs.realpathSync(m.source); } catch { /* compare as given */ }
+  if (source !== store) throw new UserError(`pagefs stress: ${m.mountpoint} is a mount of ${m.source}, not of ${storeArg}`);
+  const mp = m.mountpoint;
+  const pagefs = (args: string[]) => new Promise<void>((resolve, reject) => {
+    const child = spawn(process.execPath, [PAGEFS_BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d) => { err += d.toString(); });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 180_000);
+    child.on('exit', (code, sig) => {
+      clearTimeout(timer);
+      if (code === 0) resolve();
+      else reject(new Error(`pagefs ${args.join(' ')}: ${err.trim() || `exit ${sig ?? code}`}`));
+    });
+  });
+  return async () => {
+    await pagefs(['umount', mp]);
+    await pagefs(['mount', store, mp]);
+  };
 }

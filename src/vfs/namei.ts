@@ -107,8 +107,13 @@ function dropLink(vfs: Vfs, parent: Inode, inode: Inode): void {
 export function unlink(vfs: Vfs, parentIno: number, name: Buffer): void {
   const { parent, inode } = existing(vfs, parentIno, name);
   if (inode.isDir) throw fsErr('EISDIR');
+  removeEntry(vfs, parent, name, inode);
+}
+
+/** Removes the entry `name` of `parent` naming `inode`, in one transaction, then frees the inode if nobody holds it. */
+function removeEntry(vfs: Vfs, parent: Inode, name: Buffer, inode: Inode): void {
   vfs.store.txn(() => {
-    vfs.store.dentries.remove(parentIno, name);
+    vfs.store.dentries.remove(parent.ino, name);
     dropLink(vfs, parent, inode);
     parent.stamp('mc');
     vfs.persist(parent);
@@ -122,13 +127,7 @@ export function rmdir(vfs: Vfs, parentIno: number, name: Buffer): void {
   const { parent, inode } = existing(vfs, parentIno, name);
   if (!inode.isDir) throw fsErr('ENOTDIR');
   if (!vfs.store.dentries.isEmpty(inode.ino)) throw fsErr('ENOTEMPTY');
-  vfs.store.txn(() => {
-    vfs.store.dentries.remove(parentIno, name);
-    dropLink(vfs, parent, inode);
-    parent.stamp('mc');
-    vfs.persist(parent);
-  });
-  vfs.release(inode);
+  removeEntry(vfs, parent, name, inode);
 }
 
 export function rename(vfs: Vfs, parentIno: number, name: Buffer, newParentIno: number, newName: Buffer, flags: number): void {
