@@ -54,9 +54,49 @@ export function missingBlocks(mapping: Mapping, first: number, last: number): nu
 export async function fillLocked(ctx: OpCtx, mapping: Mapping, first: number, last: number, src: BlockSource): Promise<Page[]> {
   if (!fillDebug.noInvalidateLock) assertHeld(ctx, mapping.invalidateLock, 'shared');
   const cache = mapping.cache;
-  const { bpp, blockSize } = cache;
-  const missing = missingBlocks(mapping, first, last);
+  const { bpp } = cache;
+  const all = missingBlocks(mapping, first, last);
+  // Pages another fill is already reading: wait for it rather than read them twice
+  // (the kernel's readahead and ours overlap). Then look again, in case that fill failed.
+  const waits = new Set<Promise<void>>();
+  const missing = all.filter((fb) => {
+    const p = mapping.filling.get(Math.floor(fb / bpp));
+    if (p) waits.add(p);
+    return !p;
+  });
   if (missing.length > 0) {
+    let done!: () => void;
+    const mine = new Promise<void>((r) => { done = r; });
+    const myPages = [...new Set(missing.map((fb) => Math.floor(fb / bpp)))];
+    for (const idx of myPages) mapping.filling.set(idx, mine);
+    try {
+      await fillBlocks(mapping, missing, src);
+    } finally {
+      for (const idx of myPages) if (mapping.filling.get(idx) === mine) mapping.filling.delete(idx);
+      done();
+    }
+  }
+  if (waits.size > 0) {
+    await Promise.all(waits);
+    return fillLocked(ctx, mapping, first, last, src);
+  }
+  const pages: Page[] = [];
+  for (let idx = first; idx <= last; idx++) {
+    const p = mapping.get(idx);
+    // Eviction skips mappings with a fill in flight, so a page can only be gone here when
+    // the invalidate_lock was switched off (the negative control): fill it again.
+    if (!p) return fillLocked(ctx, mapping, first, last, src);
+    cache.touch(p);
+    pages.push(p);
+  }
+  return pages;
+}
+
+/** Looks up, reads and inserts the given blocks (not uptodate, ascending). */
+async function fillBlocks(mapping: Mapping, missing: number[], src: BlockSource): Promise<void> {
+  const cache = mapping.cache;
+  const { bpp, blockSize } = cache;
+  {
     const entries = src.lookup(mapping.ino, missing[0], missing[missing.length - 1]);
     if (fillDebug.afterLookupMs > 0) await sleep(fillDebug.afterLookupMs);
     const byBlock = new Map<number, MapEntry>();
@@ -94,16 +134,6 @@ export async function fillLocked(ctx: OpCtx, mapping: Mapping, first: number, la
       page.uptodate |= bit;
     }
   }
-  const pages: Page[] = [];
-  for (let idx = first; idx <= last; idx++) {
-    const p = mapping.get(idx);
-    // Eviction skips mappings with a fill in flight, so a page can only be gone here when
-    // the invalidate_lock was switched off (the negative control): fill it again.
-    if (!p) return fillLocked(ctx, mapping, first, last, src);
-    cache.touch(p);
-    pages.push(p);
-  }
-  return pages;
 }
 
 /** Takes the invalidate_lock shared (unless the unsafe debug switch is on) around fillLocked, then runs `use` before releasing it. */

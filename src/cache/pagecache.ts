@@ -44,6 +44,8 @@ export class Mapping {
   readonly iRwsem: RwLock;
   /** Serializes cache fills (shared) against block moves under cached pages (exclusive). */
   readonly invalidateLock: RwLock;
+  /** Pages a fill is reading now, and the promise that settles when it is done (no double reads). */
+  readonly filling = new Map<number, Promise<void>>();
   /** Readahead state: the page index after the last read, and the current window in pages. */
   raNext = -1;
   raWindow = 0;

@@ -6,6 +6,7 @@
  */
 import type { Mapping } from './pagecache.js';
 import type { Store } from '../store/store.js';
+import type { MapEntry } from '../store/blocks.js';
 
 export interface WritebackOpts {
   /** Called inside the transaction, after the blocks: writes the inode row. */
@@ -22,13 +23,19 @@ export function writebackMapping(mapping: Mapping, store: Store, opts: Writeback
   const pages = [...mapping.dirtyPages].sort((a, b) => a.index - b.index);
   const run = opts.durable ? store.durably.bind(store) : store.txn.bind(store);
   run(() => {
+    // One lookup for the whole dirty range instead of one per block.
+    const entries = pages.length > 0
+      ? store.blocks.mapRange(mapping.ino, pages[0].index * bpp, pages[pages.length - 1].index * bpp + bpp - 1)
+      : [];
+    const byBlock = new Map<number, MapEntry>();
+    for (const e of entries) byBlock.set(e.fblock, e);
     for (const page of pages) {
       for (let b = 0; b < bpp; b++) {
         const bit = 1 << b;
         if (!(page.dirty & bit)) continue;
         const fb = page.index * bpp + b;
         if (fb >= opts.endBlock) continue;
-        store.blocks.writeBlock(mapping.ino, fb, page.data.subarray(b * bs, (b + 1) * bs), (page.reserved & bit) !== 0);
+        store.blocks.writeBlock(mapping.ino, fb, page.data.subarray(b * bs, (b + 1) * bs), (page.reserved & bit) !== 0, byBlock.get(fb));
       }
     }
     opts.persist();

@@ -23,6 +23,7 @@ export interface AllocCounters {
   hwm: number;
   used: number;
   reserved: number;
+  freeListed: number;
 }
 
 export class BlockTable {
@@ -32,6 +33,8 @@ export class BlockTable {
   used: number;
   /** Blocks promised to dirty cache pages that will need one at writeback (delayed allocation). */
   reserved = 0;
+  /** Rows of free_blocks: allocation skips the free-list query while it is empty. */
+  freeListed: number;
   readonly capacity: number;
   /** Mapped blocks per inode, for st_blocks: counted once, then kept up to date by every map change. */
   private readonly mappedCounts = new Map<number, number>();
@@ -62,6 +65,7 @@ export class BlockTable {
     this.capacity = capacityBlocks;
     this.hwm = db.prepare('SELECT next_pblock FROM superblock WHERE id = 1').pluck().get() as number;
     this.used = db.prepare('SELECT count(*) FROM refs').pluck().get() as number;
+    this.freeListed = db.prepare('SELECT count(*) FROM free_blocks').pluck().get() as number;
     this.mapRangeStmt = db.prepare(`SELECT b.fblock, b.pblock, b.flags, r.refcount FROM bmap b JOIN refs r ON r.pblock = b.pblock
       WHERE b.ino = ? AND b.fblock >= ? AND b.fblock <= ? ORDER BY b.fblock`);
     this.mapOneStmt = db.prepare(`SELECT b.fblock, b.pblock, b.flags, r.refcount FROM bmap b JOIN refs r ON r.pblock = b.pblock
@@ -95,13 +99,14 @@ export class BlockTable {
   }
 
   snapshot(): AllocCounters {
-    return { hwm: this.hwm, used: this.used, reserved: this.reserved };
+    return { hwm: this.hwm, used: this.used, reserved: this.reserved, freeListed: this.freeListed };
   }
 
   restore(c: AllocCounters): void {
     this.hwm = c.hwm;
     this.used = c.used;
     this.reserved = c.reserved;
+    this.freeListed = c.freeListed;
     // A rolled-back transaction may have changed counts: count again when asked.
     this.mappedCounts.clear();
   }
@@ -167,9 +172,11 @@ export class BlockTable {
     } else if (this.used + this.reserved >= this.capacity) {
       throw fsErr('ENOSPC');
     }
-    let pblock = this.popFreeStmt.get() as number | undefined;
+    let pblock = this.freeListed > 0 ? (this.popFreeStmt.get() as number | undefined) : undefined;
     if (pblock === undefined) {
       pblock = this.hwm++;
+    } else {
+      this.freeListed--;
     }
     this.insertRefStmt.run(pblock);
     this.used++;
@@ -197,6 +204,7 @@ export class BlockTable {
     if (this.decrefStmt.run(pblock).changes === 0) {
       this.deleteRefStmt.run(pblock);
       this.pushFreeStmt.run(pblock);
+      this.freeListed++;
       this.used--;
     }
   }
@@ -231,9 +239,13 @@ export class BlockTable {
     this.unflipStmt.run(ino);
   }
 
-  /** Writes one whole block of file data at `fblock`, copying on write if the block is shared. */
-  writeBlock(ino: number, fblock: number, bytes: Buffer, fromReservation: boolean): void {
-    const cur = this.mapOne(ino, fblock);
+  /**
+   * Writes one whole block of file data at `fblock`, copying on write if the block is
+   * shared. `cur` is the block's current mapping when the caller has looked it up already
+   * (writeback looks up a whole range at once).
+   */
+  writeBlock(ino: number, fblock: number, bytes: Buffer, fromReservation: boolean, cur: MapEntry | undefined | null = null): void {
+    if (cur === null) cur = this.mapOne(ino, fblock);
     if (cur && cur.refcount === 1) {
       if (fromReservation) this.unreserve(1);
       this.writeData(cur.pblock, bytes);

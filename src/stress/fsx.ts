@@ -140,15 +140,14 @@ export async function runFsx(o: FsxOptions): Promise<FsxResult> {
 
 const hex = (n: number) => `0x${n.toString(16)}`;
 
-/** The report: on failure the details, then always one summary line. */
+/** The report: on failure the details, then always one summary line. (What was skipped is printed at the start, by the caller's onProbe.) */
 export function formatFsx(r: FsxResult): string {
   const lines: string[] = [];
   const counts = Object.entries(r.opCounts).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${v} ${k}`).join(', ');
   const secs = `${(r.elapsedMs / 1000).toFixed(1)} s`;
-  if (r.skipped.length) lines.push(`fsx: skipped (not supported here): ${r.skipped.join(', ')}`);
   const f = r.failure;
   if (!f) {
-    lines.push(`fsx: clean: seed ${r.seed}, ${r.ops} ops (${counts || 'none'}), ${r.files} files, ${r.bytesChecked} bytes checked, ${secs}`);
+    lines.push(`fsx: clean: seed ${r.seed}, ${r.ops} ops (${counts || 'none'}), ${r.files} files, ${r.bytesChecked} bytes checked${r.remounts ? `, ${r.remounts} remounts` : ''}, ${secs}`);
     return lines.join('\n') + '\n';
   }
   const title = f.kind === 'error' ? 'ERROR' : 'MISMATCH';

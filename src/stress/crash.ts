@@ -1,0 +1,743 @@
+/**
+ * The crash-under-load checker (pagefs stress --crash, test/stress/crash.test.ts,
+ * scripts/crash-campaign.mjs): round after round on one store, a worker process
+ * (crash-worker.ts) runs a seeded random workload on a few files of the mount while the
+ * daemon is SIGKILLed under it at a random moment; then the dead mount is cleared, the
+ * store must pass fsck, and after a fresh mount every file is checked against the
+ * worker's operation log:
+ *
+ *   - what was fsynced must be there unless a later operation changed it: each block may
+ *     hold its content at the file's last completed fsync, or its content after any later
+ *     operation that touched it (closed under later truncations: any subset of the
+ *     un-fsynced operations, applied in order, is a legal outcome, since POSIX orders
+ *     nothing that was not synced); the size likewise;
+ *   - a name change (rename over the file, unlink + create, the first create) is certain
+ *     only once the directory fsync after it returned; before that, the file may be the
+ *     old one or the new one, as a whole.
+ *
+ * Then a clean unmount, fsck again, and the next round starts from what was read (the
+ * new baseline), first checking that the remount shows exactly that.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { distFile, PAGEFS_BIN } from '../util/paths.js';
+import { Rng } from './rng.js';
+import { stampBlock, classify, describeStamp, STAMP_LEN } from './stamp.js';
+import {
+  type CrashWorkerConfig, type CrashLogLine, FILE_PREFIX, fileNameOf, tmpNameOf, stampIdOf, stampFileName,
+} from './crash-worker.js';
+
+export interface CrashOptions {
+  /** A pagefs store, not mounted. Its files named crash-f* are the checker's. */
+  store: string;
+  /** An empty directory to mount it on. */
+  mountpoint: string;
+  rounds: number;
+  seed: number;
+  /** Files the workload works on (default 4). */
+  files?: number;
+  /** Largest file size in bytes (default 1 MiB). */
+  maxFileSize?: number;
+  /** Extra arguments to `pagefs mount STORE MOUNTPOINT`. */
+  mountArgs?: string[];
+  /** Range of the delay between the worker being ready and the SIGKILL (default 50..1500 ms). */
+  killDelayMs?: { min: number; max: number };
+  /** Stop after the first round with a violation, fsck problem or error. */
+  stopOnFailure?: boolean;
+  onProgress?: (p: CrashProgress) => void;
+  /** Called after each round, with the store unmounted, clean, and checked. */
+  afterRound?: (info: RoundInfo) => void | Promise<void>;
+}
+
+export interface CrashProgress {
+  round: number;
+  rounds: number;
+  ops: number;
+  fsyncs: number;
+  violations: number;
+  elapsedMs: number;
+}
+
+export interface RoundInfo {
+  round: number;
+  store: string;
+  mountpoint: string;
+  blockSize: number;
+  /** The checker's file names, slot by slot. */
+  files: string[];
+  result: CrashResult;
+}
+
+export interface CrashViolation {
+  round: number;
+  seed: number;
+  /** The round's worker seed (the workload repeats with it, the timing does not). */
+  workerSeed: number;
+  /** after-crash: the check after the SIGKILL; after-remount: the check that a clean unmount kept everything. */
+  phase: 'after-crash' | 'after-remount';
+  file: string;
+  kind: 'block' | 'size' | 'missing' | 'unexpected-file' | 'unexpected-name';
+  offset?: number;
+  block?: number;
+  size?: number;
+  expected: string;
+  actual: string;
+  actualHex?: string;
+  /** Operations of the round on this block (or file) since its last fsync, oldest first. */
+  history: string[];
+  /** The round's operation log, kept beside the store. */
+  log?: string;
+}
+
+export interface FsckProblem {
+  round: number;
+  phase: 'after-crash' | 'after-umount';
+  code: number;
+  output: string;
+}
+
+export interface CrashResult {
+  seed: number;
+  blockSize: number;
+  /** Rounds completed (each one kill point). */
+  rounds: number;
+  /** Operations issued (logged) by the workers, over all rounds. */
+  ops: number;
+  opCounts: Record<string, number>;
+  /** File fsyncs and fdatasyncs that returned. */
+  fsyncs: number;
+  /** Directory fsyncs that returned. */
+  dirFsyncs: number;
+  /** Delay of each round's SIGKILL after the worker was ready, ms. */
+  killDelays: number[];
+  /** fsck notes after the crashes (orphans are legal then). */
+  fsckNotes: number;
+  violations: CrashViolation[];
+  fsckProblems: FsckProblem[];
+  /** Lines of the daemon's log that name an internal error. */
+  daemonErrors: string[];
+  /** Anything else that went wrong: a worker error before the kill, a failed mount or unmount. */
+  errors: string[];
+  elapsedMs: number;
+  /** Time spent in each phase over all rounds (mount, workload, check, fsck, ...), ms. */
+  phaseMs: Record<string, number>;
+}
+
+// ---------------------------------------------------------------------------------------
+// The model: what a file may hold.
+
+/** A block's content: the stamp of `gen` in its first v bytes and zeros after (v = 0: zeros), or raw bytes seen earlier. */
+type Content = { gen: number; v: number } | { raw: Buffer };
+const ZERO: Content = { gen: 0, v: 0 };
+
+function keyOf(c: Content): string {
+  if ('raw' in c) return 'r' + crypto.createHash('sha1').update(c.raw).digest('hex');
+  return c.v === 0 ? 'z' : `${c.gen}:${c.v}`;
+}
+
+function cut(c: Content, at: number, bs: number): Content {
+  if (at >= bs) return c;
+  if (at <= 0) return ZERO;
+  if ('raw' in c) {
+    const raw = Buffer.from(c.raw);
+    raw.fill(0, at);
+    return { raw };
+  }
+  return c.v <= at ? c : { gen: c.gen, v: at };
+}
+
+interface Cand {
+  c: Content;
+  why: string;
+}
+
+interface Event {
+  what: string;
+  lo: number;
+  hi: number;
+}
+
+/** One inode as the model sees it: its current content and what it may hold after a crash. */
+class Image {
+  size = 0;
+  blocks: Content[];
+  sizes = new Map<number, string>();
+  cands: Map<string, Cand>[];
+  events: Event[] = [];
+
+  constructor(readonly nblocks: number, readonly bs: number) {
+    this.blocks = Array.from({ length: nblocks }, () => ZERO);
+    this.cands = Array.from({ length: nblocks }, () => new Map([['z', { c: ZERO, why: 'the baseline' }]]));
+    this.sizes.set(0, 'the baseline');
+  }
+
+  clone(): Image {
+    const m = new Image(this.nblocks, this.bs);
+    m.size = this.size;
+    m.blocks = [...this.blocks];
+    m.sizes = new Map(this.sizes);
+    m.cands = this.cands.map((s) => new Map(s));
+    m.events = [...this.events];
+    return m;
+  }
+
+  /** The content is certain: the baseline, or the state at a completed fsync. */
+  settle(why: string): void {
+    this.sizes = new Map([[this.size, why]]);
+    for (let b = 0; b < this.nblocks; b++) this.cands[b] = new Map([[keyOf(this.blocks[b]), { c: this.blocks[b], why }]]);
+    this.events = [{ what: why, lo: 0, hi: this.nblocks }];
+  }
+
+  private set(b: number, c: Content, why: string): void {
+    if (b >= this.nblocks) return;
+    this.blocks[b] = c;
+    const k = keyOf(c);
+    if (!this.cands[b].has(k)) this.cands[b].set(k, { c, why });
+  }
+
+  write(b: number, nb: number, gen: number, why: string): void {
+    for (let k = 0; k < nb; k++) this.set(b + k, { gen, v: this.bs }, why);
+    const end = (b + nb) * this.bs;
+    if (end > this.size) this.size = end;
+    // Any earlier legal size below `end` becomes `end` if this write is kept.
+    if ([...this.sizes.keys()].some((s) => s < end) && !this.sizes.has(end)) this.sizes.set(end, why);
+    this.events.push({ what: why, lo: b, hi: b + nb });
+  }
+
+  /** ftruncate to t: the model keeps content past the size zero, so up and down are the same cut. */
+  truncate(t: number, why: string): void {
+    const first = Math.floor(t / this.bs);
+    for (let b = first; b < this.nblocks; b++) {
+      const at = t - b * this.bs;
+      this.blocks[b] = cut(this.blocks[b], at, this.bs);
+      const next = new Map(this.cands[b]);
+      for (const { c } of this.cands[b].values()) {
+        const cc = cut(c, at, this.bs);
+        const k = keyOf(cc);
+        if (!next.has(k)) next.set(k, { c: cc, why });
+      }
+      this.cands[b] = next;
+    }
+    this.size = t;
+    if (!this.sizes.has(t)) this.sizes.set(t, why);
+    this.events.push({ what: why, lo: first, hi: this.nblocks });
+  }
+
+  punch(b: number, nb: number, why: string): void {
+    for (let k = 0; k < nb; k++) this.set(b + k, ZERO, why);
+    this.events.push({ what: why, lo: b, hi: b + nb });
+  }
+
+  static exact(nblocks: number, bs: number, gen: number, nb: number, size: number, why: string): Image {
+    const m = new Image(nblocks, bs);
+    for (let b = 0; b < Math.min(nb, nblocks); b++) m.blocks[b] = cut({ gen, v: bs }, size - b * bs, bs);
+    m.size = size;
+    m.settle(why);
+    return m;
+  }
+}
+
+/** What a file name may refer to: the alternatives left by name changes not yet made durable by a directory fsync; the last is current. */
+interface NameState {
+  alts: (Image | null)[];
+}
+
+// ---------------------------------------------------------------------------------------
+// Comparing what is read with the model.
+
+function expectedBytes(f: number, b: number, c: Content, bs: number): Buffer {
+  if ('raw' in c) return c.raw;
+  const buf = Buffer.alloc(bs);
+  if (c.v > 0) {
+    stampBlock({ file: stampIdOf(f), block: b, gen: c.gen }, bs, buf, 0);
+    buf.fill(0, c.v);
+  }
+  return buf;
+}
+
+function sameAs(actual: Buffer, f: number, b: number, c: Content, bs: number): boolean {
+  const e = expectedBytes(f, b, c, bs);
+  return actual.equals(e.subarray(0, actual.length));
+}
+
+function describeContent(f: number, b: number, c: Content, bs: number): string {
+  if ('raw' in c) return 'the bytes the previous check read there';
+  if (c.v === 0) return 'zeros';
+  const s = describeStamp({ file: stampIdOf(f), block: b, gen: c.gen }, stampFileName);
+  return c.v < bs ? `${s} in its first ${c.v} bytes, zeros after` : s;
+}
+
+/** Names what a block read back holds: zeros, a stamp (possibly cut short, zeros after), or neither. */
+export function describeBytes(actual: Buffer, bs: number): string {
+  if (actual.length === 0) return 'nothing (past the end of the file)';
+  let zero = true;
+  for (let i = 0; i < actual.length; i++) if (actual[i] !== 0) { zero = false; break; }
+  if (zero) return 'zeros';
+  const head = Buffer.alloc(STAMP_LEN);
+  actual.copy(head, 0, 0, Math.min(STAMP_LEN, actual.length));
+  const seen = classify(head);
+  if (seen.kind !== 'stamp') return 'bytes that are no stamp';
+  const full = stampBlock(seen.stamp, bs);
+  let p = 0;
+  while (p < actual.length && actual[p] === full[p]) p++;
+  const name = describeStamp(seen.stamp, stampFileName);
+  if (p === actual.length) return p < bs ? `${name} (the ${p} bytes before the end of the file)` : name;
+  let rest = true;
+  for (let i = p; i < actual.length; i++) if (actual[i] !== 0) { rest = false; break; }
+  return rest ? `${name} in its first ${p} bytes, zeros after` : `a torn block starting with ${name}, ${p} bytes of it`;
+}
+
+interface Mismatch {
+  kind: CrashViolation['kind'];
+  offset?: number;
+  block?: number;
+  size?: number;
+  expected: string;
+  actual: string;
+  actualHex?: string;
+  history: string[];
+}
+
+function historyOf(m: Image, lo: number, hi: number): string[] {
+  return m.events.filter((e) => e.lo < hi && e.hi > lo).map((e) => e.what).slice(-12);
+}
+
+/** Compares one file's bytes (null: absent) with one alternative; returns the mismatches and, if none, the content per block. */
+function compare(f: number, data: Buffer | null, m: Image | null, bs: number): { bad: Mismatch[]; seen?: Image } {
+  if (m === null) {
+    if (data === null) return { bad: [] };
+    return { bad: [{ kind: 'unexpected-file', size: data.length, expected: 'no such file', actual: `a file of ${data.length} bytes`, history: [] }] };
+  }
+  if (data === null) return { bad: [{ kind: 'missing', expected: `a file of ${m.size} bytes`, actual: 'no such file', history: historyOf(m, 0, m.nblocks) }] };
+  const bad: Mismatch[] = [];
+  if (!m.sizes.has(data.length)) {
+    const list = [...m.sizes.entries()].map(([s, why]) => `${s} (${why})`).join(', ');
+    bad.push({ kind: 'size', size: data.length, expected: `size one of ${list}`, actual: `size ${data.length}`, history: historyOf(m, 0, m.nblocks) });
+  }
+  const seen = new Image(m.nblocks, bs);
+  const n = Math.ceil(data.length / bs);
+  for (let b = 0; b < n; b++) {
+    const actual = data.subarray(b * bs, Math.min(data.length, (b + 1) * bs));
+    const cands: Cand[] = b < m.nblocks ? [...m.cands[b].values()] : [{ c: ZERO, why: 'past the largest file size' }];
+    const hit = cands.find(({ c }) => sameAs(actual, f, b, c, bs));
+    if (hit) {
+      if (b < m.nblocks) seen.blocks[b] = cut(hit.c, actual.length, bs);
+      continue;
+    }
+    if (b < m.nblocks) {
+      const raw = Buffer.alloc(bs);
+      actual.copy(raw);
+      seen.blocks[b] = { raw };
+    }
+    bad.push({
+      kind: 'block', offset: b * bs, block: b,
+      expected: cands.map(({ c, why }) => `${describeContent(f, b, c, bs)} (${why})`).join('; or '),
+      actual: describeBytes(actual, bs), actualHex: actual.subarray(0, STAMP_LEN).toString('hex'),
+      history: historyOf(m, b, b + 1),
+    });
+  }
+  seen.size = data.length;
+  return { bad, seen };
+}
+
+// ---------------------------------------------------------------------------------------
+// Processes, mounts, the CLI.
+
+interface Ran {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function runCli(args: string[], timeoutMs: number): Promise<Ran> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [PAGEFS_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => { stdout += d.toString(); });
+    child.stderr.on('data', (d) => { stderr += d.toString(); });
+    const t = setTimeout(() => { stderr += `\n[killed after ${timeoutMs} ms]`; child.kill('SIGKILL'); }, timeoutMs);
+    child.on('error', (e) => { clearTimeout(t); resolve({ code: -1, stdout, stderr: stderr + e.message }); });
+    child.on('exit', (code, sig) => { clearTimeout(t); resolve({ code: code ?? (sig ? -1 : 0), stdout, stderr }); });
+  });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function exists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A process that exists and is not a zombie. */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+function fuseConnAt(mp: string): number | undefined {
+  const abs = path.resolve(mp);
+  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const [pre, post] = line.split(' - ');
+    if (!post) continue;
+    const f = pre.split(' ');
+    if (f[4] === abs && post.startsWith('fuse')) return Number(f[2].split(':')[1]);
+  }
+  return undefined;
+}
+
+/** Aborts the FUSE connection of a mount at mp and detaches it, until none is left. */
+async function clearMount(mp: string): Promise<void> {
+  for (let i = 0; i < 5; i++) {
+    const conn = fuseConnAt(mp);
+    if (conn === undefined) return;
+    try {
+      fs.writeFileSync(`/sys/fs/fuse/connections/${conn}/abort`, '1');
+    } catch { /* already gone */ }
+    await new Promise<void>((resolve) => {
+      const c = spawn('umount', ['-l', mp], { stdio: 'ignore' });
+      c.on('exit', () => resolve());
+      c.on('error', () => resolve());
+    });
+  }
+  if (fuseConnAt(mp) !== undefined) throw new Error(`cannot clear the dead mount at ${mp}`);
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(t)),
+    new Promise<T>((_, reject) => { t = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms); }),
+  ]);
+}
+
+function waitExit(c: ChildProcess, ms: number): Promise<{ code: number | null; signal: string | null; timedOut: boolean }> {
+  if (c.exitCode !== null || c.signalCode !== null) return Promise.resolve({ code: c.exitCode, signal: c.signalCode, timedOut: false });
+  return new Promise((resolve) => {
+    let timedOut = false;
+    const t = setTimeout(() => { timedOut = true; c.kill('SIGKILL'); }, ms);
+    c.on('exit', (code, signal) => { clearTimeout(t); resolve({ code, signal, timedOut }); });
+  });
+}
+
+const DAEMON_ERROR = /internal error|LOCK CHECKER|Uncaught|TypeError|RangeError|ReferenceError|SQLITE_|assert/i;
+const EXPECTED_AFTER_KILL = new Set(['ENOTCONN', 'ECONNABORTED']);
+
+// ---------------------------------------------------------------------------------------
+
+export async function runCrash(o: CrashOptions): Promise<CrashResult> {
+  const store = path.resolve(o.store);
+  const mp = path.resolve(o.mountpoint);
+  const K = o.files ?? 4;
+  const maxFileSize = o.maxFileSize ?? 1 << 20;
+  const killMin = o.killDelayMs?.min ?? 50;
+  const killMax = o.killDelayMs?.max ?? 1500;
+  const mountArgs = o.mountArgs ?? [];
+  const rng = new Rng(o.seed);
+  const t0 = Date.now();
+  const logPath = `${store}.crash.log`;
+  const daemonLog = mountArgs.includes('--log') ? path.resolve(mountArgs[mountArgs.indexOf('--log') + 1]) : `${store}.log`;
+
+  const st = await runCli(['stat', store, '--json'], 60_000);
+  if (st.code !== 0) throw new Error(`pagefs stat ${store} failed: ${st.stderr.trim()}`);
+  const info = JSON.parse(st.stdout);
+  if (info.daemonPid !== null) throw new Error(`${store} is mounted (daemon pid ${info.daemonPid})`);
+  const bs: number = info.blockSize;
+  const nblocks = Math.max(1, Math.floor(maxFileSize / bs));
+
+  const result: CrashResult = {
+    seed: o.seed, blockSize: bs, rounds: 0, ops: 0, opCounts: {}, fsyncs: 0, dirFsyncs: 0, killDelays: [], fsckNotes: 0,
+    violations: [], fsckProblems: [], daemonErrors: [], errors: [], elapsedMs: 0, phaseMs: {},
+  };
+
+  const timed = async <T>(what: string, p: Promise<T>): Promise<T> => {
+    const t = Date.now();
+    try {
+      return await p;
+    } finally {
+      result.phaseMs[what] = (result.phaseMs[what] ?? 0) + Date.now() - t;
+    }
+  };
+
+  let daemonPid: number | null = null;
+  let worker: ChildProcess | null = null;
+  let logOffset = fs.existsSync(daemonLog) ? fs.statSync(daemonLog).size : 0;
+
+  const scanDaemonLog = () => {
+    try {
+      const text = fs.readFileSync(daemonLog).subarray(logOffset).toString('utf8');
+      logOffset += Buffer.byteLength(text);
+      for (const line of text.split('\n')) if (DAEMON_ERROR.test(line)) result.daemonErrors.push(line.trim());
+    } catch { /* no log */ }
+  };
+
+  const mount = async (): Promise<number> => {
+    const r = await runCli(['mount', store, mp, ...mountArgs], 60_000);
+    if (r.code !== 0) {
+      await clearMount(mp);
+      throw new Error(`pagefs mount failed (${r.code}): ${(r.stderr || r.stdout).trim()}`);
+    }
+    const s = await runCli(['stat', mp, '--json'], 60_000);
+    const pid = s.code === 0 ? JSON.parse(s.stdout).daemonPid : null;
+    if (typeof pid !== 'number') throw new Error(`pagefs stat ${mp} gave no daemon pid: ${s.stderr.trim()}`);
+    // Our own daemon: its command line names this store.
+    const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    if (!cmdline.includes(store)) throw new Error(`pid ${pid} is not the daemon of ${store}`);
+    daemonPid = pid;
+    return pid;
+  };
+
+  const umount = async (round: number): Promise<void> => {
+    const r = await runCli(['umount', mp], 180_000);
+    if (r.code !== 0) {
+      result.errors.push(`round ${round}: pagefs umount failed (${r.code}): ${r.stderr.trim()}`);
+      if (daemonPid !== null && alive(daemonPid)) process.kill(daemonPid, 'SIGKILL');
+      await clearMount(mp);
+    }
+    daemonPid = null;
+  };
+
+  const fsck = async (round: number, phase: FsckProblem['phase']): Promise<void> => {
+    const r = await runCli(['fsck', store], 300_000);
+    const out = (r.stdout + r.stderr).trim();
+    result.fsckNotes += out.split('\n').filter((l) => l.startsWith('note:')).length;
+    if (r.code !== 0 || /problem/.test(out) || !/: clean \(/.test(r.stdout)) result.fsckProblems.push({ round, phase, code: r.code, output: out });
+  };
+
+  const dirsync = async () => {
+    const h = await fs.promises.open(mp, 'r');
+    try {
+      await h.sync();
+    } finally {
+      await h.close();
+    }
+  };
+
+  /** Reads every checker file on the mount; removes leftover temp files (legal after a crash). */
+  const readAll = async (): Promise<{ data: (Buffer | null)[]; strays: string[] }> => {
+    const names = await fs.promises.readdir(mp);
+    const data: (Buffer | null)[] = [];
+    for (let f = 0; f < K; f++) {
+      try {
+        data.push(await fs.promises.readFile(path.join(mp, fileNameOf(f))));
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        data.push(null);
+      }
+    }
+    const known = new Set(Array.from({ length: K }, (_, f) => fileNameOf(f)));
+    const tmps = new Set(Array.from({ length: K }, (_, f) => tmpNameOf(f)));
+    const strays = names.filter((n) => n.startsWith(FILE_PREFIX) && !known.has(n) && !tmps.has(n));
+    const leftover = names.filter((n) => tmps.has(n));
+    for (const n of leftover) await fs.promises.rm(path.join(mp, n));
+    if (leftover.length) await dirsync();
+    return { data, strays };
+  };
+
+  // The baseline: what each file holds when a round starts (null: no such file).
+  let baseline: (Image | null)[] = Array.from({ length: K }, () => null);
+  // Generations are unique over the run; each round starts past the last one logged.
+  let maxGen = 1;
+
+  const check = async (round: number, workerSeed: number, phase: CrashViolation['phase'], names: NameState[], keepLog?: string): Promise<void> => {
+    const { data, strays } = await withTimeout(readAll(), 120_000, 'reading the files back');
+    const before = result.violations.length;
+    const next: (Image | null)[] = [];
+    for (let f = 0; f < K; f++) {
+      const alts = names[f].alts;
+      let best: Mismatch[] | null = null;
+      let seen: Image | null | undefined;
+      // The current alternative first: it is the likeliest.
+      for (let i = alts.length - 1; i >= 0; i--) {
+        const r = compare(f, data[f], alts[i], bs);
+        if (r.bad.length === 0) {
+          seen = r.seen ?? null;
+          break;
+        }
+        if (best === null || r.bad.length < best.length) best = r.bad;
+      }
+      if (seen === undefined) {
+        for (const b of best!.slice(0, 8)) result.violations.push({ round, seed: o.seed, workerSeed, phase, file: fileNameOf(f), ...b, log: keepLog });
+        if (best!.length > 8) {
+          result.violations.push({
+            round, seed: o.seed, workerSeed, phase, file: fileNameOf(f), kind: 'block', expected: '(as above)',
+            actual: `${best!.length - 8} more mismatches in this file`, history: [], log: keepLog,
+          });
+        }
+        seen = data[f] === null ? null : compare(f, data[f], new Image(nblocks, bs), bs).seen!;
+      }
+      if (seen) seen.settle(phase === 'after-crash' ? `read after the crash of round ${round}` : `read after the remount of round ${round}`);
+      next.push(seen);
+    }
+    for (const n of strays) {
+      result.violations.push({ round, seed: o.seed, workerSeed, phase, file: n, kind: 'unexpected-name', expected: 'no such name', actual: 'a name the workload never made', history: [], log: keepLog });
+    }
+    baseline = next;
+    if (result.violations.length > before && keepLog) fs.copyFileSync(logPath, keepLog);
+  };
+
+  const replay = (lines: CrashLogLine[], round: number): NameState[] => {
+    const names: NameState[] = baseline.map((m) => ({ alts: [m === null ? null : m.clone()] }));
+    const tmp = new Map<number, Image>();
+    const cur = (f: number): Image => {
+      const alts = names[f].alts;
+      let m = alts[alts.length - 1];
+      if (m === null) {
+        // Only after a failed create; the worker does nothing else with the name.
+        m = new Image(nblocks, bs);
+        alts.push(m);
+      }
+      return m;
+    };
+    for (const l of lines) {
+      if ('fsynced' in l) {
+        cur(l.fsynced).settle(`${l.data ? 'fdatasync' : 'fsync'} after op ${l.after}`);
+        result.fsyncs++;
+      } else if ('tmpsynced' in l) {
+        result.fsyncs++;
+      } else if ('dirsynced' in l) {
+        for (const s of names) s.alts = [s.alts[s.alts.length - 1]];
+        result.dirFsyncs++;
+      } else if ('n' in l) {
+        result.ops++;
+        result.opCounts[l.op] = (result.opCounts[l.op] ?? 0) + 1;
+        const why = `op ${l.n} ${l.op}`;
+        switch (l.op) {
+          case 'open':
+            if (names[l.f].alts[names[l.f].alts.length - 1] === null) names[l.f].alts.push(new Image(nblocks, bs));
+            break;
+          case 'write': cur(l.f).write(l.b, l.nb, l.gen, `${why} of blocks ${l.b}..${l.b + l.nb - 1}, generation ${l.gen}`); break;
+          case 'truncate': cur(l.f).truncate(l.size, `${why} to ${l.size}`); break;
+          case 'punch': cur(l.f).punch(l.b, l.nb, `${why} of blocks ${l.b}..${l.b + l.nb - 1}`); break;
+          case 'tmp': tmp.set(l.f, Image.exact(nblocks, bs, l.gen, l.nb, l.size, `the temp file of ${why} (${l.nb} blocks of generation ${l.gen}, size ${l.size}), fsynced, renamed over`)); break;
+          case 'rename': names[l.f].alts.push(tmp.get(l.f)!); break;
+          case 'unlink': names[l.f].alts.push(null); break;
+          case 'create': names[l.f].alts.push(new Image(nblocks, bs)); break;
+          case 'orphan-write': break;
+        }
+      }
+    }
+    void round;
+    return names;
+  };
+
+  try {
+    for (let round = 1; round <= o.rounds; round++) {
+      const workerSeed = rng.int(2 ** 31);
+      const delay = killMin + rng.int(killMax - killMin + 1);
+      const genStart = maxGen;
+      await timed('mount', mount());
+      if (round === 1) {
+        // Start from nothing: remove what an earlier run left, durably.
+        const names = (await fs.promises.readdir(mp)).filter((n) => n.startsWith(FILE_PREFIX));
+        for (const n of names) await fs.promises.rm(path.join(mp, n));
+        await dirsync();
+      } else {
+        await timed('check', check(round, workerSeed, 'after-remount', baseline.map((m) => ({ alts: [m] }))));
+      }
+
+      fs.writeFileSync(logPath, '');
+      const config: CrashWorkerConfig = {
+        dir: mp, log: logPath, seed: workerSeed, round, files: K, maxFileSize: nblocks * bs, blockSize: bs, genStart, maxMs: 60_000,
+      };
+      let killed = false;
+      let ready!: () => void;
+      const readyP = new Promise<void>((r) => { ready = r; });
+      const w = spawn(process.execPath, [distFile('stress/crash-worker.js'), JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe'] });
+      worker = w;
+      let werr = '';
+      let wbuf = '';
+      w.stderr!.on('data', (d) => { werr += d.toString(); });
+      w.stdout!.on('data', (d) => {
+        wbuf += d.toString();
+        let nl: number;
+        while ((nl = wbuf.indexOf('\n')) >= 0) {
+          const m = JSON.parse(wbuf.slice(0, nl));
+          wbuf = wbuf.slice(nl + 1);
+          if (m.type === 'ready') ready();
+          else if (m.type === 'error' && (!killed || !EXPECTED_AFTER_KILL.has(m.code))) {
+            result.errors.push(`round ${round}: worker ${killed ? 'after' : 'before'} the kill, after op ${m.after}: ${m.code ?? ''} ${m.message}`);
+          }
+        }
+      });
+      const exited = new Promise<void>((r) => w.on('exit', () => { ready(); r(); }));
+      await timed('worker start', Promise.race([readyP, sleep(30_000)]));
+      if (w.exitCode === null && w.signalCode === null) await timed('workload', Promise.race([sleep(delay), exited]));
+      if (w.exitCode !== null || w.signalCode !== null) result.errors.push(`round ${round}: the worker exited before the kill (${w.exitCode ?? w.signalCode}): ${werr.trim().split('\n').slice(-3).join(' | ')}`);
+
+      // The crash.
+      killed = true;
+      process.kill(daemonPid!, 'SIGKILL');
+      result.killDelays.push(delay);
+      const tKill = Date.now();
+      // Until it is gone, not just dead: the store's owner check takes a zombie for a live daemon.
+      for (let t = Date.now(); exists(daemonPid!);) {
+        if (Date.now() - t > 30_000) {
+          if (alive(daemonPid!)) throw new Error(`daemon pid ${daemonPid} still alive 30 s after SIGKILL`);
+          result.errors.push(`round ${round}: daemon pid ${daemonPid} still a zombie 30 s after SIGKILL`);
+          break;
+        }
+        await sleep(10);
+      }
+      result.phaseMs['reap'] = (result.phaseMs['reap'] ?? 0) + Date.now() - tKill;
+      daemonPid = null;
+      const wx = await timed('worker exit', waitExit(w, 15_000));
+      worker = null;
+      if (wx.timedOut) result.errors.push(`round ${round}: the worker did not stop within 15 s of the daemon's death`);
+      await timed('clear', clearMount(mp));
+      scanDaemonLog();
+      await timed('fsck', fsck(round, 'after-crash'));
+
+      // The check.
+      const text = fs.readFileSync(logPath, 'utf8');
+      const lines: CrashLogLine[] = [];
+      for (const l of text.split('\n')) {
+        if (!l) continue;
+        try {
+          lines.push(JSON.parse(l));
+        } catch { /* a torn last line */ }
+      }
+      for (const l of lines) if ('gen' in l && typeof l.gen === 'number' && l.gen >= maxGen) maxGen = l.gen + 1;
+      const names = replay(lines, round);
+      await timed('mount', mount());
+      await timed('check', check(round, workerSeed, 'after-crash', names, `${store}.crash-r${round}.log`));
+      await timed('umount', umount(round));
+      scanDaemonLog();
+      await timed('fsck', fsck(round, 'after-umount'));
+      result.rounds = round;
+      result.elapsedMs = Date.now() - t0;
+      await o.afterRound?.({ round, store, mountpoint: mp, blockSize: bs, files: Array.from({ length: K }, (_, f) => fileNameOf(f)), result });
+      o.onProgress?.({ round, rounds: o.rounds, ops: result.ops, fsyncs: result.fsyncs, violations: result.violations.length, elapsedMs: result.elapsedMs });
+      if (o.stopOnFailure && (result.violations.length || result.fsckProblems.length || result.errors.length || result.daemonErrors.length)) break;
+    }
+  } finally {
+    if (worker) (worker as ChildProcess).kill('SIGKILL');
+    if (fuseConnAt(mp) !== undefined) {
+      if (daemonPid !== null && alive(daemonPid)) {
+        const r = await runCli(['umount', mp], 60_000);
+        if (r.code !== 0 && alive(daemonPid)) process.kill(daemonPid, 'SIGKILL');
+      }
+      await clearMount(mp);
+    }
+  }
+  result.elapsedMs = Date.now() - t0;
+  return result;
+}
+
