@@ -14,7 +14,12 @@ export class FsError extends Error {
   readonly errno: number;
   readonly code: string;
   constructor(code: ErrnoName, message?: string) {
+    // An errno is an answer, not a fault: no stack (capturing one costs more than the
+    // request; the kernel asks getxattr("security.capability") before every write).
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message ?? code);
+    Error.stackTraceLimit = limit;
     this.code = code;
     this.errno = ERRNO[code];
   }

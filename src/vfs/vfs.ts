@@ -182,7 +182,6 @@ export class Vfs {
       this.dropPages(inode);
     }
     this.icache.delete(inode.ino);
-    this.store.blocks.forgetCount(inode.ino);
   }
 
   private dropPages(inode: Inode): void {
@@ -204,6 +203,7 @@ export class Vfs {
     this.store.blocks.unmapRange(ino, 0, Number.MAX_SAFE_INTEGER);
     this.store.xattrs.removeAll(ino);
     this.store.inodes.delete(ino);
+    this.store.blocks.forgetCount(ino);
   }
 
   /** Flushes everything (unmount, SIGTERM): every dirty page reaches the store durably. */
