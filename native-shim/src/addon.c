@@ -31,6 +31,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"unmount", NULL, ps_unmount, NULL, NULL, NULL, napi_enumerable, NULL},
       {"notifyInvalInode", NULL, ps_notify_inval_inode, NULL, NULL, NULL, napi_enumerable, NULL},
       {"notifyInvalEntry", NULL, ps_notify_inval_entry, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"notifyStore", NULL, ps_notify_store, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_create_object(env, &fuse) != napi_ok ||
       napi_define_properties(env, fuse, sizeof fuse_props / sizeof fuse_props[0], fuse_props) != napi_ok ||

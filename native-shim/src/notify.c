@@ -1,8 +1,8 @@
 /*
  * notify.c — kernel cache invalidation, off the JS thread.
  *
- * Contract (binding.ts notifyInvalInode / notifyInvalEntry): run
- * fuse_lowlevel_notify_inval_inode / _inval_entry on a libuv pool thread and return a
+ * Contract (binding.ts notifyInvalInode / notifyInvalEntry / notifyStore): run
+ * fuse_lowlevel_notify_inval_inode / _inval_entry / _store on a libuv pool thread and return a
  * Promise of libfuse's result (0 or a negative errno: -ENOSYS before INIT, -ENOENT
  * when the kernel holds no such inode or entry or the mount is gone). Never rejects
  * for a kernel answer.
@@ -19,24 +19,31 @@
 #include <stdlib.h>
 #include <string.h>
 
+typedef enum { NOTIFY_INODE, NOTIFY_ENTRY, NOTIFY_STORE } notify_kind;
+
 typedef struct notify_job {
   napi_async_work work;
   napi_deferred deferred;
   ps_session *session;
-  bool entry;
+  notify_kind kind;
   uint64_t ino; /* the inode, or the parent for an entry */
   int64_t off, len;
-  char *name; /* NUL-terminated: libfuse sends namelen + 1 bytes */
+  char *name; /* NUL-terminated: libfuse sends namelen + 1 bytes; NOTIFY_STORE: the data */
   size_t namelen;
   int rc;
 } notify_job;
 
 static void execute(napi_env env, void *data) {
   notify_job *j = data;
-  if (j->entry)
+  if (j->kind == NOTIFY_ENTRY) {
     j->rc = fuse_lowlevel_notify_inval_entry(j->session->se, j->ino, j->name, j->namelen);
-  else
+  } else if (j->kind == NOTIFY_STORE) {
+    struct fuse_bufvec bufv = FUSE_BUFVEC_INIT(j->namelen);
+    bufv.buf[0].mem = j->name;
+    j->rc = fuse_lowlevel_notify_store(j->session->se, j->ino, j->off, &bufv, 0);
+  } else {
     j->rc = fuse_lowlevel_notify_inval_inode(j->session->se, j->ino, j->off, j->len);
+  }
 }
 
 static void complete(napi_env env, napi_status status, void *data) {
@@ -56,7 +63,8 @@ static napi_value queue(napi_env env, notify_job *j) {
     free(j);
     return NULL;
   }
-  napi_create_string_utf8(env, j->entry ? "pagefs-notify-inval-entry" : "pagefs-notify-inval-inode",
+  napi_create_string_utf8(env, j->kind == NOTIFY_ENTRY ? "pagefs-notify-inval-entry"
+                          : j->kind == NOTIFY_STORE ? "pagefs-notify-store" : "pagefs-notify-inval-inode",
                           NAPI_AUTO_LENGTH, &name);
   if (napi_create_async_work(env, NULL, name, execute, complete, j, &j->work) != napi_ok ||
       napi_queue_async_work(env, j->work) != napi_ok) {
@@ -111,8 +119,39 @@ napi_value ps_notify_inval_entry(napi_env env, napi_callback_info info) {
   memcpy(j->name, name, namelen);
   j->name[namelen] = '\0';
   j->namelen = namelen;
-  j->entry = true;
+  j->kind = NOTIFY_ENTRY;
   j->session = s;
   j->ino = parent;
+  return queue(env, j);
+}
+
+/*
+ * notifyStore(session, ino, off, data): the kernel puts `data` into its page cache at
+ * `off` and raises its i_size to off + length when that is larger and data is not empty
+ * (fuse_write_update_attr ignores a zero-length store).
+ */
+napi_value ps_notify_store(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  ps_session *s;
+  uint64_t ino;
+  int64_t off;
+  void *data;
+  size_t len;
+  if (!ps_get_args(env, info, 4, argv, NULL) || !(s = ps_session_from(env, argv[0])) ||
+      !ps_arg_uint64(env, argv[1], "ino", &ino) || !ps_arg_int64(env, argv[2], "off", &off) ||
+      !ps_arg_bytes(env, argv[3], "data", &data, &len))
+    return NULL;
+  notify_job *j = calloc(1, sizeof *j);
+  if (!j || !(j->name = malloc(len + 1))) {
+    free(j);
+    ps_throw_errno(env, "notifyStore", ENOMEM);
+    return NULL;
+  }
+  memcpy(j->name, data, len);
+  j->namelen = len;
+  j->kind = NOTIFY_STORE;
+  j->session = s;
+  j->ino = ino;
+  j->off = off;
   return queue(env, j);
 }

@@ -135,6 +135,7 @@ napi_status ps_define_replies(napi_env env, napi_value target);
 /* notify.c */
 napi_value ps_notify_inval_inode(napi_env env, napi_callback_info info);
 napi_value ps_notify_inval_entry(napi_env env, napi_callback_info info);
+napi_value ps_notify_store(napi_env env, napi_callback_info info);
 
 /* sys.c, mapping.c */
 napi_status ps_define_sys(napi_env env, napi_value target);

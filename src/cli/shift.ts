@@ -22,6 +22,8 @@ export function shiftCommand(kind: 'collapse' | 'insert') {
     }
     try {
       sys().ioctl(fd, kind === 'collapse' ? PAGEFS_IOC_COLLAPSE_RANGE : PAGEFS_IOC_INSERT_RANGE, encodeRange(offset, length));
+      // The daemon cannot lower the kernel's cached size; this stat refreshes it for every opener.
+      fs.fstatSync(fd);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       const hint = code === 'ENOTTY' ? ' (not a file on a pagefs mount)' : code === 'EINVAL' ? ` (offset and length must be multiples of the block size${kind === 'collapse' ? ', and the range must end before EOF' : ', and the offset before EOF'})` : '';

@@ -138,6 +138,8 @@ export interface FuseBinding {
 
   /** fuse_lowlevel_notify_inval_inode on a worker thread; resolves to 0 or a negative errno. */
   notifyInvalInode(session: Session, ino: number, off: number, len: number): Promise<number>;
+  /** fuse_lowlevel_notify_store on a worker thread (non-empty data past the kernel's i_size raises it); 0 or a negative errno. */
+  notifyStore(session: Session, ino: number, off: number, data: Buffer): Promise<number>;
   /** fuse_lowlevel_notify_inval_entry on a worker thread; resolves to 0 or a negative errno. */
   notifyInvalEntry(session: Session, parent: number, name: Buffer): Promise<number>;
 }

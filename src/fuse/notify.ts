@@ -27,6 +27,12 @@ export class NotifyQueue implements Invalidator {
     if (rc < 0 && rc !== -2) this.log(`notify inode ${ino} failed: ${rc}`);
   }
 
+  async storeKernel(ino: number, off: number, data: Buffer): Promise<void> {
+    if (!this.session) return;
+    const rc = await this.fuse.notifyStore(this.session, ino, off, data);
+    if (rc < 0 && rc !== -2) this.log(`notify store ${ino} failed: ${rc}`);
+  }
+
   invalEntry(parent: number, name: Buffer): void {
     this.push({ kind: 'entry', parent, name: Buffer.from(name) });
   }

@@ -546,6 +546,9 @@ export class FsxEngine {
   private shift(fd: number, kind: 'collapse' | 'insert', off: number, len: number): void {
     if (this.probed.shiftVia === 'ioctl') {
       sys().ioctl(fd, kind === 'collapse' ? PAGEFS_IOC_COLLAPSE_RANGE : PAGEFS_IOC_INSERT_RANGE, encodeRange(off, len));
+      // The ioctl's documented contract: the daemon cannot lower the kernel's cached size,
+      // so a collapse is followed by a stat (an insert raises it by itself).
+      if (kind === 'collapse') fs.fstatSync(fd);
     } else {
       sys().fallocate(fd, kind === 'collapse' ? FALLOC.COLLAPSE_RANGE : FALLOC.INSERT_RANGE, off, len);
     }

@@ -83,6 +83,7 @@ function writer(c: WorkerConfig, model: SharedModel): void {
       const before = model.entries(0, c.blocks + n);
       sys().ioctl(fd, PAGEFS_IOC_INSERT_RANGE, encodeRange(k * bs, n * bs));
       sys().ioctl(fd, PAGEFS_IOC_COLLAPSE_RANGE, encodeRange(j * bs, n * bs));
+      fs.fstatSync(fd); // the kernel's cached size after a collapse (see src/vfs/shift.ts)
       // After insert at k: [k, k+n) holes, [k+n, ...) = old [k, ...). After collapse at j: drop [j, j+n).
       const afterInsert = [...before.slice(0, k), ...Array.from({ length: n }, () => ({ gen: 0, kind: 0, stampBlock: 0, seq: 0 })), ...before.slice(k, c.blocks)];
       const afterCollapse = [...afterInsert.slice(0, j), ...afterInsert.slice(j + n)].slice(0, c.blocks);

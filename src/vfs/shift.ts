@@ -15,6 +15,7 @@ import type { Vfs } from './vfs.js';
 import type { Inode } from './inode.js';
 import { OpCtx } from '../cache/lockcheck.js';
 import { invalidateRangeLocked } from '../cache/invalidate.js';
+import { withFilled } from '../cache/fill.js';
 import { fsErr } from '../util/errors.js';
 
 /** _IOW('P', nr, struct { u64 offset; u64 length; }) */
@@ -91,4 +92,42 @@ async function shift(vfs: Vfs, inode: Inode, offset: number, delta: number): Pro
   }
   // Before replying: once the ioctl returns, no read may find a pre-shift page in the kernel.
   await vfs.invalidator.invalInodeNow(inode.ino, offset, 0);
+  // The kernel's i_size: an insert raises it here (copy_file_range, O_APPEND and mmap use
+  // the cached size without asking). A collapse cannot lower it from the daemon: the
+  // invalidation above marks the attributes stale, and the caller's next fstat, lseek
+  // SEEK_END or stat refreshes them; pagefs collapse and the stress tools fstat at once.
+  if (delta > 0) await raiseKernelSize(vfs, inode);
+}
+
+const KERNEL_PAGE = 4096;
+
+/**
+ * FUSE_NOTIFY_STORE raises the kernel's i_size only when it carries data, and puts that
+ * data into the kernel's page cache: so we send the file's own last byte (two when the
+ * last byte starts a page: a store at a page's start that reaches EOF would mark the
+ * page uptodate with unset bytes after it). i_rwsem is held so no write changes those
+ * bytes meanwhile; a store takes no lock a FUSE request of ours would need.
+ */
+async function raiseKernelSize(vfs: Vfs, inode: Inode): Promise<void> {
+  const m = inode.mapping!;
+  const ctx = new OpCtx('insert_range(size)');
+  await m.iRwsem.acquire(ctx, 'exclusive');
+  try {
+    const size = inode.rec.size;
+    if (size < 2) return;
+    const at = (size - 1) % KERNEL_PAGE === 0 ? size - 2 : size - 1;
+    const ps = vfs.cache.pageSize;
+    const bytes = await withFilled(ctx, m, Math.floor(at / ps), Math.floor((size - 1) / ps), vfs.src, (pages) => {
+      const out = Buffer.alloc(size - at);
+      let w = 0;
+      for (const p of pages) {
+        const start = p.index * ps;
+        w += p.data.copy(out, w, Math.max(at, start) - start, Math.min(size, start + ps) - start);
+      }
+      return out;
+    });
+    await vfs.invalidator.storeKernel(inode.ino, at, bytes);
+  } finally {
+    m.iRwsem.release(ctx, 'exclusive');
+  }
 }

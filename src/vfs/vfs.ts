@@ -26,6 +26,8 @@ export interface Invalidator {
   /** The same, sent now; resolves once the kernel has written back and dropped the pages. Never call it holding a lock WRITE needs. */
   invalInodeNow(ino: number, off: number, len: number): Promise<void>;
   invalEntry(parent: number, name: Buffer): void;
+  /** Puts `data` into the kernel's page cache at `off` now, raising its cached size to off + length if larger (notify_store). */
+  storeKernel(ino: number, off: number, data: Buffer): Promise<void>;
 }
 
 export interface Caller {
@@ -67,7 +69,7 @@ export class Vfs {
     this.blockSize = store.sb.blockSize;
     this.maxFileSize = this.blockSize * 2 ** 32;
     this.cache = new PageCache(Math.max(4096, this.blockSize), this.blockSize, opts.cacheBytes);
-    this.invalidator = opts.invalidator ?? { invalInode() {}, async invalInodeNow() {}, invalEntry() {} };
+    this.invalidator = opts.invalidator ?? { invalInode() {}, async invalInodeNow() {}, invalEntry() {}, async storeKernel() {} };
     const blocks = store.blocks;
     this.src = {
       lookup: (ino, first, last) => blocks.mapRange(ino, first, last),
