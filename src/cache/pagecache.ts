@@ -9,9 +9,10 @@
  *
  * Who may remove a page: invalidation (punch, zero, truncate, copy destination) under
  * the mapping's invalidate_lock exclusive; eviction only of clean pages and only while
- * no fill holds the mapping's invalidate_lock shared, because a fill that looked up the
- * block map before the page went away would re-create the page from what it read, which
- * may be older than what the page held (see fill.ts).
+ * nobody holds the mapping's invalidate_lock: a fill that looked up the block map before
+ * the page went away would re-create the page from what it read, which may be older than
+ * what the page held (see fill.ts), and a punch that filled a partial block to zero part
+ * of it would find the page gone and leave the old bytes in the store.
  */
 import { RwLock, type LockStats } from './rwlock.js';
 import { I_RWSEM, INVALIDATE_LOCK } from './lockcheck.js';
@@ -139,7 +140,7 @@ export class PageCache {
     let p = this.tail;
     while (over > 0 && p) {
       const prev = p.prev;
-      if (p.dirty === 0 && !p.mapping.invalidateLock.heldShared) {
+      if (p.dirty === 0 && !p.mapping.invalidateLock.heldShared && !p.mapping.invalidateLock.heldExclusive) {
         this.remove(p);
         this.stats.evictions++;
         over--;

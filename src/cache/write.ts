@@ -26,11 +26,14 @@ export async function writeLocked(ctx: OpCtx, mapping: Mapping, off: number, dat
   const fb0 = Math.floor(off / bs);
   const fb1 = Math.floor((end - 1) / bs);
 
-  // Blocks written only in part keep their other bytes: read them first.
-  for (const fb of partialBlocks(off, end, bs, fb0, fb1)) {
-    const idx = Math.floor(fb / bpp);
-    const page = mapping.get(idx);
-    if (!page || !(page.uptodate & (1 << (fb % bpp)))) {
+  // Blocks written only in part keep their other bytes: read them first. A clean page
+  // filled here can be evicted while we wait for the next fill, so look again until all
+  // are uptodate at once; from there on nothing awaits until the data is in the pages.
+  const partial = partialBlocks(off, end, bs, fb0, fb1);
+  const notUptodate = () => partial.filter((fb) => !((mapping.get(Math.floor(fb / bpp))?.uptodate ?? 0) & (1 << (fb % bpp))));
+  for (let missing = notUptodate(); missing.length > 0; missing = notUptodate()) {
+    for (const fb of missing) {
+      const idx = Math.floor(fb / bpp);
       if (invalidateHeld) await fillLocked(ctx, mapping, idx, idx, src);
       else await withFilled(ctx, mapping, idx, idx, src, () => undefined);
     }
