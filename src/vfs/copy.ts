@@ -23,6 +23,8 @@ import { BMAP_UNWRITTEN } from '../store/schema.js';
 import { fsErr } from '../util/errors.js';
 
 const CHUNK = 1 << 20;
+/** Blocks shared per transaction. */
+const SHARE_SLICE = 16384;
 /** The reply's byte count is 32 bits (FUSE_COPY_FILE_RANGE); callers loop for more. */
 const MAX_PER_CALL = 1 << 30;
 
@@ -59,7 +61,12 @@ export async function copyFileRange(vfs: Vfs, inoIn: number, offIn: number, fhIn
       const head = Math.min(len, (bs - (offIn % bs)) % bs);
       const whole = Math.floor((len - head) / bs);
       if (head > 0) await copyBytes(vfs, ctx, src, offIn, dst, offOut, head);
-      if (whole > 0) shareBlocks(vfs, ctx, src, (offIn + head) / bs, dst, (offOut + head) / bs, whole);
+      // In slices, each one transaction, yielding between them: a 1 GiB remap in one
+      // transaction would keep every other request waiting for over a second.
+      for (let k = 0; k < whole; k += SHARE_SLICE) {
+        if (k > 0) await new Promise((r) => setImmediate(r));
+        shareBlocks(vfs, ctx, src, (offIn + head) / bs + k, dst, (offOut + head) / bs + k, Math.min(SHARE_SLICE, whole - k));
+      }
       done = head + whole * bs;
     }
     if (done < len) await copyBytes(vfs, ctx, src, offIn + done, dst, offOut + done, len - done);

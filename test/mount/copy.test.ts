@@ -137,6 +137,7 @@ let scriptDir = '';
 let OPS_JS = '';
 let MMAP_JS = '';
 let WORKER_JS = '';
+let EDGE_JS = '';
 
 /**
  * Runs a list of operations, prints one JSON result per operation:
@@ -206,6 +207,53 @@ map.munmap();
 fs.closeSync(fi);
 fs.closeSync(fo);
 process.stdout.write(JSON.stringify(res) + '\\n');
+`;
+
+/**
+ * Eviction in the middle of an operation that fills both partial edges of its range under
+ * the invalidate_lock held exclusive (a copy destination, a punch): argv = what (copy |
+ * punch), dir, trials. Each trial writes P (1 MiB), then copies 64 KiB of S into P at
+ * offset 100 (both edges partial, 16 pages apart) or punches the same range, and reads P
+ * back with O_DIRECT (the daemon's bytes, not the kernel's cached pages, which the
+ * kernel itself fixes up after a punch). Prints {bad: [...]} (one line per wrong trial).
+ */
+const EDGE_SRC = (sysUrl: string) => `
+import fs from 'node:fs';
+import { sys, FALLOC } from ${JSON.stringify(sysUrl)};
+const S = sys();
+const [what, dir, trialsS] = process.argv.slice(2);
+const orig = Buffer.alloc(1 << 20);
+for (let i = 0; i < orig.length; i++) orig[i] = ((i * 7 + 13) & 0xff) | 1; // no zero byte
+const bad = [];
+for (let k = 0; k < Number(trialsS); k++) {
+  const p = dir + '/P' + k, s = dir + '/S' + k;
+  fs.writeFileSync(p, orig);
+  fs.writeFileSync(s, Buffer.alloc(1 << 20, 0xee));
+  const want = Buffer.from(orig);
+  const fd = fs.openSync(p, 'r+');
+  if (what === 'punch') {
+    S.fallocate(fd, FALLOC.PUNCH_HOLE | FALLOC.KEEP_SIZE, 100, 65536);
+    want.fill(0, 100, 100 + 65536);
+  } else {
+    const fi = fs.openSync(s, 'r');
+    const n = S.copyFileRange(fi, 0, fd, 100, 65536, 0);
+    fs.closeSync(fi);
+    if (n !== 65536) bad.push('trial ' + k + ': copied ' + n);
+    want.fill(0xee, 100, 100 + 65536);
+  }
+  fs.closeSync(fd);
+  const dfd = S.openDirect(p, fs.constants.O_RDONLY);
+  const got = S.preadDirect(dfd, 1 << 20, 0);
+  fs.closeSync(dfd);
+  let i = 0;
+  while (i < got.length && got[i] === want[i]) i++;
+  if (i < got.length || got.length !== want.length) {
+    let j = i;
+    while (j < got.length && got[j] !== want[j]) j++;
+    bad.push('trial ' + k + ': differs at ' + i + ' for ' + (j - i) + ' bytes: got ' + got.subarray(i, i + 8).toString('hex') + ' want ' + want.subarray(i, i + 8).toString('hex'));
+  }
+}
+process.stdout.write(JSON.stringify({ bad }) + '\\n');
 `;
 
 /**
@@ -376,6 +424,8 @@ beforeAll(() => {
   fs.writeFileSync(OPS_JS, OPS_SRC(url));
   fs.writeFileSync(MMAP_JS, MMAP_SRC(url));
   fs.writeFileSync(WORKER_JS, WORKER_SRC(url));
+  EDGE_JS = path.join(scriptDir, 'edge.mjs');
+  fs.writeFileSync(EDGE_JS, EDGE_SRC(url));
 });
 
 afterAll(() => {
@@ -864,6 +914,46 @@ for (const blockSize of [4096, 1024]) {
       expect(diff(await fsp.readFile(path.join(m!.mp, 'unwritten', 'D')), dm.b), 'after remount').toBe('equal');
     });
 
+    it('a source and destination with unwritten-back (dirty) pages: the copy shares the newest bytes, the rest of the destination keeps its own', async () => {
+      const S0 = prand(16 * bs, 23);
+      const D0 = prand(16 * bs, 24);
+      const sNew = prand(6 * bs + 50, 25); // into S at bs - 20: partial, whole, partial blocks
+      const dNew = prand(3 * bs, 26); // into D at 2 * bs: inside the range the copy replaces
+      const dOut = prand(bs + 7, 27); // into D at 12 * bs + 3: outside it
+      const sm = new Model(Buffer.from(S0));
+      sm.write(bs - 20, sNew);
+      const dm = new Model(Buffer.from(D0));
+      dm.write(2 * bs, dNew);
+      dm.write(12 * bs + 3, dOut);
+      const copies: [number, number, number][] = [[0, 0, 8 * bs], [bs + 5, 9 * bs + 5, 2 * bs]];
+      const want = copies.map(([i, o, l]) => ({ n: dm.copyFrom(sm.b, i, o, l) }));
+      const res = await onBoth('dirty', async (d) => {
+        await fsp.writeFile(path.join(d, 'S'), S0);
+        await fsp.writeFile(path.join(d, 'D'), D0);
+        // Written through handles that stay open: no release, so no writeback yet.
+        const fs1 = await fsp.open(path.join(d, 'S'), 'r+');
+        const fd1 = await fsp.open(path.join(d, 'D'), 'r+');
+        try {
+          await fs1.write(sNew, 0, sNew.length, bs - 20);
+          await fd1.write(dNew, 0, dNew.length, 2 * bs);
+          await fd1.write(dOut, 0, dOut.length, 12 * bs + 3);
+          const r = await ops(copies.map(([offIn, offOut, len]) => ({ op: 'cfr' as const, in: path.join(d, 'S'), offIn, out: path.join(d, 'D'), offOut, len, loop: true })));
+          return { r, D: await fsp.readFile(path.join(d, 'D')), S: await fsp.readFile(path.join(d, 'S')) };
+        } finally {
+          await fs1.close();
+          await fd1.close();
+        }
+      });
+      for (const where of ['pagefs', 'ext4'] as Where[]) {
+        expect({ where, results: res[where].r }).toEqual({ where, results: want });
+        expect(diff(res[where].D, dm.b), `${where}: destination`).toBe('equal');
+        expect(diff(res[where].S, sm.b), `${where}: source`).toBe('equal');
+      }
+      await cycle(m!);
+      expect(diff(await fsp.readFile(path.join(m!.mp, 'dirty', 'D')), dm.b), 'destination after remount').toBe('equal');
+      expect(diff(await fsp.readFile(path.join(m!.mp, 'dirty', 'S')), sm.b), 'source after remount').toBe('equal');
+    });
+
     it('overlapping ranges in one file: EINVAL, file unchanged (as on ext4)', async () => {
       const F0 = prand(100000, 16);
       const res = await onBoth('overlap', async (d) => {
@@ -965,6 +1055,46 @@ describe('copy_file_range: an mmap of the destination made before the copy', () 
     }
     expect(diff(await fsp.readFile(dst), mdl.b), 'read(2) after the copies').toBe('equal');
   });
+
+  it('unmounts cleanly, with a clean daemon log and a clean fsck', async () => {
+    await finish(m!);
+  }, 120_000);
+});
+
+// ---------------------------------------------------------------------------------------
+
+describe('copy_file_range and punch: cache eviction while both partial edges are filled (64-page cache)', () => {
+  let m: Mounted | undefined;
+  // --inject-delay widens every fill (a documented debugging aid, timing only); 4 O_DIRECT
+  // readers of another file keep the cache over its cap, so every reply they get evicts.
+  beforeAll(async () => { m = await mountFresh({ mountArgs: ['--cache-size', '256K', '--inject-delay', 'after-lookup=100'] }); });
+  afterAll(async () => { await m?.cleanup(); }, 120_000);
+  watchLog(() => m);
+
+  async function underPressure(what: 'copy' | 'punch'): Promise<string[]> {
+    const dir = path.join(m!.mp, what);
+    await fsp.mkdir(dir);
+    await fsp.writeFile(path.join(dir, 'Q'), prand(MiB, 31));
+    // The readers stop by themselves (timeout 120) if this script is killed.
+    const script = [
+      'set -u',
+      'pids=()',
+      `for i in 1 2 3 4; do timeout 120 bash -c 'while :; do dd if=${q(path.join(dir, 'Q'))} iflag=direct bs=1M of=/dev/null status=none || exit 1; done' & pids+=($!); done`,
+      `timeout 100 ${q(process.execPath)} ${q(EDGE_JS)} ${what} ${q(dir)} 5; rc=$?`,
+      'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null',
+      'exit $rc',
+    ].join('\n');
+    const out = ok(await run('bash', ['-c', script], { timeoutMs: 150_000 }), `${what} under cache pressure`);
+    return (JSON.parse(out.trim().split('\n').pop()!) as { bad: string[] }).bad;
+  }
+
+  it('copy_file_range into unaligned edges keeps the destination\'s bytes outside the range', async () => {
+    expect(await underPressure('copy')).toEqual([]);
+  }, 180_000);
+
+  it('punch hole with unaligned edges zeroes the partial blocks (as the daemon stores them)', async () => {
+    expect(await underPressure('punch')).toEqual([]);
+  }, 180_000);
 
   it('unmounts cleanly, with a clean daemon log and a clean fsck', async () => {
     await finish(m!);
