@@ -68,9 +68,10 @@ async function clearRangeLocked(vfs: Vfs, ctx: OpCtx, inode: Inode, start: numbe
   const m = inode.mapping!;
   const bs = vfs.blockSize;
   const ps = vfs.cache.pageSize;
-  if (!zero) {
-    // Punching past EOF changes nothing a reader can see; blocks preallocated there stay, as on ext4.
-    end = Math.min(end, Math.ceil(inode.rec.size / bs) * bs);
+  if (!zero && end > inode.rec.size) {
+    // As ext4_punch_hole: a punch past EOF ends at EOF rounded up to a page, so the
+    // block holding EOF goes whole; preallocated blocks further out stay.
+    end = Math.ceil(inode.rec.size / 4096) * 4096;
     if (end <= start) return;
   }
   const fbFirst = Math.ceil(start / bs);
@@ -84,7 +85,13 @@ async function clearRangeLocked(vfs: Vfs, ctx: OpCtx, inode: Inode, start: numbe
     }
   }
   invalidateRangeLocked(ctx, m, start, end, vfs.store.blocks);
+  // ZERO_RANGE leaves the range allocated, as ext4 does: its partly covered edge blocks
+  // too, when they are holes and no dirty page will allocate them at writeback.
+  const edges = zero ? [...new Set([Math.floor(start / bs), Math.floor((end - 1) / bs)])].filter((fb) =>
+    (fb < fbFirst || fb >= fbEnd) && !vfs.store.blocks.mapOne(inode.ino, fb) && !dirtyBlock(vfs, inode, fb)) : [];
+  if (edges.length > vfs.store.blocks.free) throw fsErr('ENOSPC');
   vfs.store.txn(() => {
+    for (const fb of edges) vfs.store.blocks.setMap(inode.ino, fb, vfs.store.blocks.allocate(false), BMAP_UNWRITTEN);
     if (whole === 0) return;
     vfs.store.blocks.unmapRange(inode.ino, fbFirst, fbEnd - 1);
     if (zero) {
@@ -93,22 +100,45 @@ async function clearRangeLocked(vfs: Vfs, ctx: OpCtx, inode: Inode, start: numbe
   });
 }
 
+function dirtyBlock(vfs: Vfs, inode: Inode, fb: number): boolean {
+  const p = inode.mapping?.get(Math.floor(fb / vfs.cache.bpp));
+  return !!p && (p.dirty & (1 << (fb % vfs.cache.bpp))) !== 0;
+}
+
 function countMapped(vfs: Vfs, inode: Inode, fbFirst: number, fbEnd: number): number {
   return fbEnd > fbFirst ? vfs.store.blocks.mapRange(inode.ino, fbFirst, fbEnd - 1).filter((e) => e.refcount === 1).length : 0;
 }
 
-/** Maps every unmapped block touching [start, end) as UNWRITTEN, all or nothing. */
+/**
+ * Maps every unmapped block touching [start, end) as UNWRITTEN, all or nothing. A dirty
+ * block that holds a reservation gets its block now, from that reservation, so that it
+ * is counted once (st_blocks, statfs) and written in place at writeback.
+ */
 function preallocate(vfs: Vfs, inode: Inode, start: number, end: number): void {
   const bs = vfs.blockSize;
+  const { bpp } = vfs.cache;
   const fb0 = Math.floor(start / bs);
   const fb1 = Math.floor((end - 1) / bs);
   const blocks = vfs.store.blocks;
+  const m = inode.mapping!;
   const mapped = new Set(blocks.mapRange(inode.ino, fb0, fb1).map((e) => e.fblock));
-  const need = fb1 - fb0 + 1 - mapped.size;
+  const reservedPage = (fb: number) => {
+    const p = m.get(Math.floor(fb / bpp));
+    return p && p.reserved & (1 << (fb % bpp)) ? p : undefined;
+  };
+  let need = 0;
+  for (let fb = fb0; fb <= fb1; fb++) if (!mapped.has(fb) && !reservedPage(fb)) need++;
   if (need > blocks.free) throw fsErr('ENOSPC');
+  const consumed: number[] = [];
   vfs.store.txn(() => {
-    for (let fb = fb0; fb <= fb1; fb++) if (!mapped.has(fb)) blocks.setMap(inode.ino, fb, blocks.allocate(false), BMAP_UNWRITTEN);
+    for (let fb = fb0; fb <= fb1; fb++) {
+      if (mapped.has(fb)) continue;
+      const fromReservation = reservedPage(fb) !== undefined;
+      blocks.setMap(inode.ino, fb, blocks.allocate(fromReservation), BMAP_UNWRITTEN);
+      if (fromReservation) consumed.push(fb);
+    }
   });
+  for (const fb of consumed) reservedPage(fb)!.reserved &= ~(1 << (fb % bpp));
 }
 
 /**
@@ -119,8 +149,8 @@ export function lseek(vfs: Vfs, fh: number, ino: number, off: number, whence: nu
   const inode = vfs.handle(fh, ino).inode;
   const size = inode.rec.size;
   if (whence !== SEEK_DATA && whence !== SEEK_HOLE) throw fsErr('EINVAL');
-  if (off < 0) throw fsErr('EINVAL');
-  if (off >= size) throw fsErr('ENXIO');
+  // As ext4 (iomap_seek_data/hole): a negative offset is past the data, not invalid.
+  if (off < 0 || off >= size) throw fsErr('ENXIO');
   const bs = vfs.blockSize;
   const lastBlock = Math.ceil(size / bs) - 1;
   const isData = dataTester(vfs, inode);
