@@ -10,10 +10,16 @@ const DOTDOT = Buffer.from('..');
 
 /** The child named `name` of directory `parent`, with one more kernel lookup on it; null when absent. */
 export function lookup(vfs: Vfs, parent: number, name: Buffer): Inode | null {
+  // open_by_handle_at of a file the kernel no longer caches looks up "." under the file's
+  // own node id: answer with the inode, whatever its type (FUSE export support).
+  if (name.equals(DOT)) {
+    const self = vfs.inode(parent);
+    self.nlookup++;
+    return self;
+  }
   const dir = dirInode(vfs, parent);
   let ino: number | undefined;
-  if (name.equals(DOT)) ino = dir.ino;
-  else if (name.equals(DOTDOT)) ino = dir.ino === ROOT_INO ? ROOT_INO : vfs.store.dentries.parentOf(dir.ino);
+  if (name.equals(DOTDOT)) ino = dir.ino === ROOT_INO ? ROOT_INO : vfs.store.dentries.parentOf(dir.ino);
   else {
     checkName(name);
     ino = vfs.store.dentries.lookup(parent, name);

@@ -21,6 +21,7 @@ import { setSizeLocked } from './resize.js';
 const O_ACCMODE = 3;
 const O_RDONLY = 0;
 const O_TRUNC = 0o1000;
+const O_DIRECT = 0o40000;
 import { fsErr } from '../util/errors.js';
 
 export interface ReadResult {
@@ -116,7 +117,8 @@ export function read(vfs: Vfs, fh: number, ino: number, size: number, off: numbe
 }
 
 export async function write(vfs: Vfs, fh: number, ino: number, data: Buffer, off: number): Promise<number> {
-  const inode = vfs.handle(fh, ino).inode;
+  const h = vfs.handle(fh, ino);
+  const inode = h.inode;
   const m = inode.mapping;
   if (!m) throw fsErr('EISDIR');
   if (off >= vfs.maxFileSize) throw fsErr('EFBIG');
@@ -132,6 +134,10 @@ export async function write(vfs: Vfs, fh: number, ino: number, data: Buffer, off
     m.iRwsem.release(ctx, 'exclusive');
   }
   vfs.balance();
+  // An O_DIRECT write went around the kernel's page cache, and for an async one that does
+  // not grow the file the kernel drops no page (EXPLICIT_INVAL_DATA leaves that to us):
+  // drop the range before the write is reported done, so no buffered read sees old bytes.
+  if (h.flags & O_DIRECT) await vfs.invalidator.invalInodeNow(ino, off, data.length);
   return data.length;
 }
 
