@@ -148,8 +148,13 @@ export function flush(vfs: Vfs, fh: number, ino: number): void {
 
 export function release(vfs: Vfs, fh: number, ino: number): void {
   const h = vfs.handle(fh, ino);
-  vfs.writeback(h.inode);
-  vfs.closeHandle(h);
+  try {
+    vfs.writeback(h.inode);
+  } finally {
+    // The descriptor is gone whatever writeback said (the store's disk may be full):
+    // the dirty pages stay for the next writeback, the handle must not.
+    vfs.closeHandle(h);
+  }
 }
 
 export function fsync(vfs: Vfs, fh: number | null, ino: number): void {
