@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { runRace, type RaceResult } from '../stress/race.js';
+import { runCrash } from '../stress/crash.js';
 import { runFsx, formatFsx, parseOpMix, DEFAULTS as FSX_DEFAULTS } from '../stress/fsx.js';
 import { progress } from './progress.js';
 import { mounts, isPagefsMount } from './mounts.js';
@@ -16,6 +17,7 @@ import { UserError } from '../util/errors.js';
 export interface StressOpts {
   race?: boolean;
   fsx?: boolean;
+  crash?: string;
   ops?: string;
   files?: string;
   maxSize?: string;
@@ -39,8 +41,9 @@ function int(v: string, what: string, min: number, max: number): number {
 }
 
 export async function stressCommand(dir: string, o: StressOpts): Promise<void> {
-  if (o.race && o.fsx) throw new UserError('pagefs stress: choose one mode: --race or --fsx');
-  if (!o.race && !o.fsx) throw new UserError('pagefs stress: choose a mode: --race or --fsx');
+  const modes = [o.race, o.fsx, o.crash !== undefined].filter(Boolean).length;
+  if (modes > 1) throw new UserError('pagefs stress: choose one mode: --race, --fsx or --crash');
+  if (modes === 0) throw new UserError('pagefs stress: choose a mode: --race, --fsx or --crash N');
   let st: fs.Stats;
   try {
     st = fs.statSync(dir);
@@ -49,6 +52,7 @@ export async function stressCommand(dir: string, o: StressOpts): Promise<void> {
   }
   if (!st.isDirectory()) throw new UserError(`pagefs stress: ${dir} is not a directory`);
   if (o.fsx) return fsxCommand(dir, o);
+  if (o.crash !== undefined) return crashCommand(dir, o);
   if (o.variant !== 'punch' && o.variant !== 'shift') throw new UserError(`pagefs stress: --variant must be punch or shift, not '${o.variant}'`);
   const seed = o.seed !== undefined ? int(o.seed, '--seed', 0, 2 ** 31 - 1) : Math.floor(Math.random() * 2 ** 31);
   const durationMs = int(o.duration, '--duration', 1, 86400) * 1000;
@@ -154,4 +158,31 @@ function pagefsRemounter(dir: string, storeArg: string): (at: { op: number; inde
     await pagefs(['umount', mp]);
     await pagefs(['mount', store, mp]);
   };
+}
+
+/**
+ * pagefs stress --crash N --store STORE DIR: N times, mount STORE on DIR, run a seeded
+ * workload, SIGKILL the daemon, fsck, mount again and check every file against the log up
+ * to its last completed fsync (src/stress/crash.ts).
+ */
+async function crashCommand(dir: string, o: StressOpts): Promise<void> {
+  if (o.store === undefined) throw new UserError('pagefs stress: --crash needs --store STORE (an unmounted pagefs store; DIR is where it is mounted)');
+  const rounds = int(o.crash!, '--crash', 1, 100000);
+  const seed = o.seed !== undefined ? int(o.seed, '--seed', 0, 2 ** 31 - 1) : Math.floor(Math.random() * 2 ** 31);
+  const bar = progress('crash', rounds, 'kill points');
+  const r = await runCrash({
+    store: o.store, mountpoint: dir, rounds, seed, files: o.files === undefined ? undefined : int(o.files, '--files', 1, 64),
+    onProgress: (p) => bar.update(p.round, `${p.ops} ops, ${p.fsyncs} fsyncs, ${p.violations} violations`),
+  });
+  bar.stop();
+  if (o.json) {
+    process.stdout.write(JSON.stringify(r) + '\n');
+  } else {
+    for (const v of r.violations.slice(0, 10)) process.stdout.write(`VIOLATION: ${JSON.stringify({ round: v.round, file: v.file, kind: v.kind, offset: v.offset, expected: v.expected, actual: v.actual })}\n`);
+    for (const p of r.fsckProblems.slice(0, 10)) process.stdout.write(`FSCK: ${JSON.stringify(p)}\n`);
+    for (const e of r.errors) process.stdout.write(`ERROR: ${e}\n`);
+    const bad = r.violations.length + r.fsckProblems.length + r.errors.length + r.daemonErrors.length;
+    process.stdout.write(`crash: ${bad === 0 ? 'clean' : `${bad} problem(s)`}: seed ${r.seed}, ${r.rounds} kill points, ${r.ops} ops, ${r.fsyncs} fsyncs, ${r.checkedBlocks} blocks checked, ${(r.elapsedMs / 60000).toFixed(1)} min\n`);
+  }
+  if (r.violations.length || r.fsckProblems.length || r.errors.length || r.daemonErrors.length) process.exitCode = 1;
 }

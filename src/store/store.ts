@@ -127,8 +127,10 @@ export function currentOwner(): Owner {
 function processStart(pid: number): string | null {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Field 22 (starttime) counted after the ")" that ends the command name.
+    // Fields counted after the ")" that ends the command name: 3 (state) and 22 (starttime).
     const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // A killed daemon not yet reaped is a zombie: it holds nothing.
+    if (rest[0] === 'Z' || rest[0] === 'X') return null;
     return rest[19];
   } catch {
     return null;

@@ -13,10 +13,18 @@
  *     nothing that was not synced); the size likewise;
  *   - a name change (rename over the file, unlink + create, the first create) is certain
  *     only once the directory fsync after it returned; before that, the file may be the
- *     old one or the new one, as a whole.
+ *     old one or the new one, as a whole;
+ *   - a file whose size ends inside a block reads zeros past its end once it grows again
+ *     (the tail probe: grown to the block's end, read, cut back).
  *
  * Then a clean unmount, fsck again, and the next round starts from what was read (the
  * new baseline), first checking that the remount shows exactly that.
+ *
+ * The daemon runs as this process's child (`pagefs mount --foreground`, ready on fd 3):
+ * its pid is the one the store records as owner, and its death is reaped at once (a
+ * zombie still counts as the store's owner, so a detached daemon would block the next
+ * mount until init reaps it). The daemon's log goes to STORE.log; each round's operation
+ * log to STORE.crash.log, kept as STORE.crash-rN.log when round N had a violation.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -49,6 +57,8 @@ export interface CrashOptions {
   onProgress?: (p: CrashProgress) => void;
   /** Called after each round, with the store unmounted, clean, and checked. */
   afterRound?: (info: RoundInfo) => void | Promise<void>;
+  /** Stops the run at the next step (the mount is cleared and the result returned, with the reason in errors). */
+  signal?: AbortSignal;
 }
 
 export interface CrashProgress {
@@ -78,7 +88,7 @@ export interface CrashViolation {
   /** after-crash: the check after the SIGKILL; after-remount: the check that a clean unmount kept everything. */
   phase: 'after-crash' | 'after-remount';
   file: string;
-  kind: 'block' | 'size' | 'missing' | 'unexpected-file' | 'unexpected-name';
+  kind: 'block' | 'size' | 'missing' | 'unexpected-file' | 'unexpected-name' | 'stale-tail';
   offset?: number;
   block?: number;
   size?: number;
@@ -112,14 +122,24 @@ export interface CrashResult {
   dirFsyncs: number;
   /** Delay of each round's SIGKILL after the worker was ready, ms. */
   killDelays: number[];
+  /** Blocks compared after crashes and remounts. */
+  checkedBlocks: number;
+  /** Blocks that held a state older than the last operation on them: un-synced operations lost, as is legal. */
+  olderBlocks: number;
+  /** Files that were still the earlier file of their name: a rename, unlink or create lost before its directory fsync. */
+  olderNames: number;
+  /** Files whose size after a crash ended inside a block, grown to the block's end to see zeros there (then cut back). */
+  tailProbes: number;
   /** fsck notes after the crashes (orphans are legal then). */
   fsckNotes: number;
   violations: CrashViolation[];
   fsckProblems: FsckProblem[];
   /** Lines of the daemon's log that name an internal error. */
   daemonErrors: string[];
-  /** Anything else that went wrong: a worker error before the kill, a failed mount or unmount. */
+  /** Anything else that went wrong: a worker error before the kill, a failed mount or unmount, what stopped the run. */
   errors: string[];
+  /** What went wrong and was overcome (a mount that needed a second attempt). */
+  notes: string[];
   elapsedMs: number;
   /** Time spent in each phase over all rounds (mount, workload, check, fsck, ...), ms. */
   phaseMs: Record<string, number>;
@@ -240,7 +260,7 @@ class Image {
 }
 
 /** What a file name may refer to: the alternatives left by name changes not yet made durable by a directory fsync; the last is current. */
-interface NameState {
+export interface NameState {
   alts: (Image | null)[];
 }
 
@@ -289,7 +309,7 @@ export function describeBytes(actual: Buffer, bs: number): string {
   return rest ? `${name} in its first ${p} bytes, zeros after` : `a torn block starting with ${name}, ${p} bytes of it`;
 }
 
-interface Mismatch {
+export interface Mismatch {
   kind: CrashViolation['kind'];
   offset?: number;
   block?: number;
@@ -305,12 +325,13 @@ function historyOf(m: Image, lo: number, hi: number): string[] {
 }
 
 /** Compares one file's bytes (null: absent) with one alternative; returns the mismatches and, if none, the content per block. */
-function compare(f: number, data: Buffer | null, m: Image | null, bs: number): { bad: Mismatch[]; seen?: Image } {
+function compare(f: number, data: Buffer | null, m: Image | null, bs: number): { bad: Mismatch[]; seen?: Image; older: number } {
   if (m === null) {
-    if (data === null) return { bad: [] };
-    return { bad: [{ kind: 'unexpected-file', size: data.length, expected: 'no such file', actual: `a file of ${data.length} bytes`, history: [] }] };
+    if (data === null) return { bad: [], older: 0 };
+    return { bad: [{ kind: 'unexpected-file', size: data.length, expected: 'no such file', actual: `a file of ${data.length} bytes`, history: [] }], older: 0 };
   }
-  if (data === null) return { bad: [{ kind: 'missing', expected: `a file of ${m.size} bytes`, actual: 'no such file', history: historyOf(m, 0, m.nblocks) }] };
+  if (data === null) return { bad: [{ kind: 'missing', expected: `a file of ${m.size} bytes`, actual: 'no such file', history: historyOf(m, 0, m.nblocks) }], older: 0 };
+  let older = 0;
   const bad: Mismatch[] = [];
   if (!m.sizes.has(data.length)) {
     const list = [...m.sizes.entries()].map(([s, why]) => `${s} (${why})`).join(', ');
@@ -323,7 +344,10 @@ function compare(f: number, data: Buffer | null, m: Image | null, bs: number): {
     const cands: Cand[] = b < m.nblocks ? [...m.cands[b].values()] : [{ c: ZERO, why: 'past the largest file size' }];
     const hit = cands.find(({ c }) => sameAs(actual, f, b, c, bs));
     if (hit) {
-      if (b < m.nblocks) seen.blocks[b] = cut(hit.c, actual.length, bs);
+      if (b < m.nblocks) {
+        seen.blocks[b] = cut(hit.c, actual.length, bs);
+        if (keyOf(hit.c) !== keyOf(m.blocks[b])) older++;
+      }
       continue;
     }
     if (b < m.nblocks) {
@@ -339,7 +363,132 @@ function compare(f: number, data: Buffer | null, m: Image | null, bs: number): {
     });
   }
   seen.size = data.length;
-  return { bad, seen };
+  return { bad, seen, older };
+}
+
+export interface ReplayStats {
+  ops: number;
+  opCounts: Record<string, number>;
+  fsyncs: number;
+  dirFsyncs: number;
+  /** One past the largest generation the log names. */
+  nextGen: number;
+}
+
+export interface CheckOutcome {
+  /** Per file slot with a mismatch: those of the alternative that came closest. */
+  bad: { f: number; mismatches: Mismatch[] }[];
+  checkedBlocks: number;
+  /** Blocks that legally held a state older than the last operation on them (un-synced operations lost). */
+  olderBlocks: number;
+  /** Files that legally were an earlier file of their name (a name change before its directory fsync lost). */
+  olderNames: number;
+}
+
+/**
+ * The model of the checker's files, pure (no I/O): the baseline (what each slot held when
+ * the round started; null: no such file), the replay of a round's log into what each name
+ * may hold after a crash at its end, and the comparison with what was read back, which
+ * also makes that the new baseline.
+ */
+export class CrashModel {
+  baseline: (Image | null)[];
+
+  constructor(readonly files: number, readonly nblocks: number, readonly bs: number) {
+    this.baseline = Array.from({ length: files }, () => null);
+  }
+
+  /** What each name must hold when nothing happened since the baseline. */
+  unchanged(): NameState[] {
+    return this.baseline.map((m) => ({ alts: [m] }));
+  }
+
+  replay(lines: CrashLogLine[]): { names: NameState[]; stats: ReplayStats } {
+    const { nblocks, bs } = this;
+    const stats: ReplayStats = { ops: 0, opCounts: {}, fsyncs: 0, dirFsyncs: 0, nextGen: 1 };
+    const names: NameState[] = this.baseline.map((m) => ({ alts: [m === null ? null : m.clone()] }));
+    const tmp = new Map<number, Image>();
+    const cur = (f: number): Image => {
+      const alts = names[f].alts;
+      let m = alts[alts.length - 1];
+      if (m === null) {
+        // The worker never works on a name it has not opened or created.
+        m = new Image(nblocks, bs);
+        alts.push(m);
+      }
+      return m;
+    };
+    for (const l of lines) {
+      if ('fsynced' in l) {
+        cur(l.fsynced).settle(`${l.data ? 'fdatasync' : 'fsync'} after op ${l.after}`);
+        stats.fsyncs++;
+      } else if ('tmpsynced' in l) {
+        stats.fsyncs++;
+      } else if ('dirsynced' in l) {
+        for (const s of names) s.alts = [s.alts[s.alts.length - 1]];
+        stats.dirFsyncs++;
+      } else if ('n' in l) {
+        stats.ops++;
+        stats.opCounts[l.op] = (stats.opCounts[l.op] ?? 0) + 1;
+        if ('gen' in l && l.gen >= stats.nextGen) stats.nextGen = l.gen + 1;
+        const why = `op ${l.n} ${l.op}`;
+        switch (l.op) {
+          case 'open':
+            if (names[l.f].alts[names[l.f].alts.length - 1] === null) names[l.f].alts.push(new Image(nblocks, bs));
+            break;
+          case 'write': cur(l.f).write(l.b, l.nb, l.gen, `${why} of blocks ${l.b}..${l.b + l.nb - 1}, generation ${l.gen}`); break;
+          case 'truncate': cur(l.f).truncate(l.size, `${why} to ${l.size}`); break;
+          case 'punch': cur(l.f).punch(l.b, l.nb, `${why} of blocks ${l.b}..${l.b + l.nb - 1}`); break;
+          case 'tmp':
+            tmp.set(l.f, Image.exact(nblocks, bs, l.gen, l.nb, l.size, `the temp file of ${why} (${l.nb} blocks of generation ${l.gen}, size ${l.size}), fsynced and renamed over`));
+            break;
+          case 'rename': {
+            // The worker renames only after the temp file's fsync returned.
+            const t = tmp.get(l.f);
+            if (!t) throw new Error(`crash log: op ${l.n} renames a temp file it never wrote`);
+            names[l.f].alts.push(t);
+            break;
+          }
+          case 'unlink': names[l.f].alts.push(null); break;
+          case 'create': names[l.f].alts.push(new Image(nblocks, bs)); break;
+          case 'orphan-write': break;
+        }
+      }
+    }
+    return { names, stats };
+  }
+
+  /** Compares the files read back (null: no such file) with `names`; what was read becomes the baseline. */
+  check(names: NameState[], data: (Buffer | null)[], settledWhy: string): CheckOutcome {
+    const out: CheckOutcome = { bad: [], checkedBlocks: 0, olderBlocks: 0, olderNames: 0 };
+    const next: (Image | null)[] = [];
+    for (let f = 0; f < this.files; f++) {
+      const alts = names[f].alts;
+      let best: Mismatch[] | null = null;
+      let seen: Image | null | undefined;
+      // The current alternative first: it is the likeliest.
+      for (let i = alts.length - 1; i >= 0; i--) {
+        const r = compare(f, data[f], alts[i], this.bs);
+        if (r.bad.length === 0) {
+          seen = r.seen ?? null;
+          out.olderBlocks += r.older;
+          if (i < alts.length - 1) out.olderNames++;
+          break;
+        }
+        if (best === null || r.bad.length < best.length) best = r.bad;
+      }
+      if (seen === undefined) {
+        out.bad.push({ f, mismatches: best! });
+        // Carry on from what is there; the blocks no model state explains are kept as raw bytes.
+        seen = data[f] === null ? null : compare(f, data[f], new Image(this.nblocks, this.bs), this.bs).seen!;
+      }
+      if (data[f]) out.checkedBlocks += Math.ceil(data[f]!.length / this.bs);
+      seen?.settle(settledWhy);
+      next.push(seen);
+    }
+    this.baseline = next;
+    return out;
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -364,32 +513,13 @@ function runCli(args: string[], timeoutMs: number): Promise<Ran> {
   });
 }
 
+/** A timer that does not keep the process alive: for the losing side of a race. */
+function deadline(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-function exists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** A process that exists and is not a zombie. */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
 }
 
 function fuseConnAt(mp: string): number | undefined {
@@ -437,7 +567,7 @@ function waitExit(c: ChildProcess, ms: number): Promise<{ code: number | null; s
   });
 }
 
-const DAEMON_ERROR = /internal error|LOCK CHECKER|Uncaught|TypeError|RangeError|ReferenceError|SQLITE_|assert/i;
+const DAEMON_ERROR = /internal error|lock checker|Uncaught|TypeError|RangeError|ReferenceError|SQLITE_|store error|assert/i;
 const EXPECTED_AFTER_KILL = new Set(['ENOTCONN', 'ECONNABORTED']);
 
 // ---------------------------------------------------------------------------------------
@@ -463,8 +593,8 @@ export async function runCrash(o: CrashOptions): Promise<CrashResult> {
   const nblocks = Math.max(1, Math.floor(maxFileSize / bs));
 
   const result: CrashResult = {
-    seed: o.seed, blockSize: bs, rounds: 0, ops: 0, opCounts: {}, fsyncs: 0, dirFsyncs: 0, killDelays: [], fsckNotes: 0,
-    violations: [], fsckProblems: [], daemonErrors: [], errors: [], elapsedMs: 0, phaseMs: {},
+    seed: o.seed, blockSize: bs, rounds: 0, ops: 0, opCounts: {}, fsyncs: 0, dirFsyncs: 0, killDelays: [], checkedBlocks: 0, olderBlocks: 0, olderNames: 0, tailProbes: 0, fsckNotes: 0,
+    violations: [], fsckProblems: [], daemonErrors: [], errors: [], notes: [], elapsedMs: 0, phaseMs: {},
   };
 
   const timed = async <T>(what: string, p: Promise<T>): Promise<T> => {
@@ -473,10 +603,12 @@ export async function runCrash(o: CrashOptions): Promise<CrashResult> {
       return await p;
     } finally {
       result.phaseMs[what] = (result.phaseMs[what] ?? 0) + Date.now() - t;
+      o.signal?.throwIfAborted();
     }
   };
+  const aborted = new Promise<void>((r) => o.signal?.addEventListener('abort', () => r(), { once: true }));
 
-  let daemonPid: number | null = null;
+  let daemon: { proc: ChildProcess; exit: Promise<string> } | null = null;
   let worker: ChildProcess | null = null;
   let logOffset = fs.existsSync(daemonLog) ? fs.statSync(daemonLog).size : 0;
 
@@ -488,30 +620,73 @@ export async function runCrash(o: CrashOptions): Promise<CrashResult> {
     } catch { /* no log */ }
   };
 
-  const mount = async (): Promise<number> => {
-    const r = await runCli(['mount', store, mp, ...mountArgs], 60_000);
-    if (r.code !== 0) {
+  /** Starts the daemon as our child (pagefs mount --foreground), so that its pid is known and its death reaped at once. */
+  const mountOnce = async (): Promise<void> => {
+    const logFd = fs.openSync(daemonLog, 'a');
+    const d = spawn(process.execPath, [PAGEFS_BIN, 'mount', store, mp, '--foreground', '--ready-fd', '3', ...mountArgs], { stdio: ['ignore', logFd, logFd, 'pipe'] });
+    fs.closeSync(logFd);
+    const exit = new Promise<string>((resolve) => d.on('exit', (code, sig) => resolve(`${sig ?? code}`)));
+    const answer = await Promise.race([
+      new Promise<string>((resolve) => {
+        let buf = '';
+        d.stdio[3]!.on('data', (b) => {
+          buf += b.toString();
+          if (buf.includes('\n')) resolve(buf.split('\n')[0]);
+        });
+      }),
+      exit.then((c) => `the daemon exited (${c}) before the mount answered`),
+      deadline(60_000).then(() => 'no answer in 60 s'),
+    ]);
+    if (answer !== 'ready') {
+      if (d.exitCode === null && d.signalCode === null) d.kill('SIGKILL');
       await clearMount(mp);
-      throw new Error(`pagefs mount failed (${r.code}): ${(r.stderr || r.stdout).trim()}`);
+      throw new Error(`pagefs mount ${store} ${mp} failed: ${answer}; see ${daemonLog}`);
     }
-    const s = await runCli(['stat', mp, '--json'], 60_000);
-    const pid = s.code === 0 ? JSON.parse(s.stdout).daemonPid : null;
-    if (typeof pid !== 'number') throw new Error(`pagefs stat ${mp} gave no daemon pid: ${s.stderr.trim()}`);
-    // Our own daemon: its command line names this store.
-    const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    if (!cmdline.includes(store)) throw new Error(`pid ${pid} is not the daemon of ${store}`);
-    daemonPid = pid;
-    return pid;
+    (d.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy();
+    daemon = { proc: d, exit };
+  };
+
+  /** Mounts, trying again twice: a mount that fails for a passing reason (another process rebuilding the addon) need not end a campaign. */
+  const mount = async (): Promise<void> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await mountOnce();
+      } catch (e) {
+        if (attempt === 3) throw e;
+        result.notes.push(`mount attempt ${attempt} failed, trying again: ${(e as Error).message}`);
+        await sleep(3000);
+      }
+    }
+  };
+
+  /** SIGKILLs the daemon and waits for its death. */
+  const killDaemon = async (): Promise<void> => {
+    if (!daemon) return;
+    const { proc, exit } = daemon;
+    daemon = null;
+    proc.kill('SIGKILL');
+    const how = await Promise.race([exit, deadline(30_000).then(() => 'timeout')]);
+    if (how === 'timeout') throw new Error(`daemon pid ${proc.pid} still alive 30 s after SIGKILL`);
   };
 
   const umount = async (round: number): Promise<void> => {
-    const r = await runCli(['umount', mp], 180_000);
+    let r = await runCli(['umount', mp], 180_000);
+    // Busy: some process outside the run (a scan of /tmp?) has something open there; it passes.
+    for (let attempt = 1; r.code !== 0 && /busy/.test(r.stderr) && attempt <= 5; attempt++) {
+      result.notes.push(`round ${round}: pagefs umount: ${r.stderr.trim()}; trying again`);
+      await sleep(1000);
+      r = await runCli(['umount', mp], 180_000);
+    }
     if (r.code !== 0) {
       result.errors.push(`round ${round}: pagefs umount failed (${r.code}): ${r.stderr.trim()}`);
-      if (daemonPid !== null && alive(daemonPid)) process.kill(daemonPid, 'SIGKILL');
+      await killDaemon();
       await clearMount(mp);
+      return;
     }
-    daemonPid = null;
+    const { exit } = daemon!;
+    daemon = null;
+    const how = await Promise.race([exit, deadline(60_000).then(() => 'timeout')]);
+    if (how !== '0') result.errors.push(`round ${round}: the daemon exited with ${how} after pagefs umount`);
   };
 
   const fsck = async (round: number, phase: FsckProblem['phase']): Promise<void> => {
@@ -551,98 +726,74 @@ export async function runCrash(o: CrashOptions): Promise<CrashResult> {
     return { data, strays };
   };
 
-  // The baseline: what each file holds when a round starts (null: no such file).
-  let baseline: (Image | null)[] = Array.from({ length: K }, () => null);
+  const model = new CrashModel(K, nblocks, bs);
   // Generations are unique over the run; each round starts past the last one logged.
-  let maxGen = 1;
+  let nextGen = 1;
 
   const check = async (round: number, workerSeed: number, phase: CrashViolation['phase'], names: NameState[], keepLog?: string): Promise<void> => {
     const { data, strays } = await withTimeout(readAll(), 120_000, 'reading the files back');
     const before = result.violations.length;
-    const next: (Image | null)[] = [];
-    for (let f = 0; f < K; f++) {
-      const alts = names[f].alts;
-      let best: Mismatch[] | null = null;
-      let seen: Image | null | undefined;
-      // The current alternative first: it is the likeliest.
-      for (let i = alts.length - 1; i >= 0; i--) {
-        const r = compare(f, data[f], alts[i], bs);
-        if (r.bad.length === 0) {
-          seen = r.seen ?? null;
-          break;
-        }
-        if (best === null || r.bad.length < best.length) best = r.bad;
+    const r = model.check(names, data, phase === 'after-crash' ? `read after the crash of round ${round}` : `read after the remount of round ${round}`);
+    result.checkedBlocks += r.checkedBlocks;
+    result.olderBlocks += r.olderBlocks;
+    result.olderNames += r.olderNames;
+    for (const { f, mismatches } of r.bad) {
+      for (const m of mismatches.slice(0, 8)) result.violations.push({ round, seed: o.seed, workerSeed, phase, file: fileNameOf(f), ...m, log: keepLog });
+      if (mismatches.length > 8) {
+        result.violations.push({
+          round, seed: o.seed, workerSeed, phase, file: fileNameOf(f), kind: 'block', expected: '(as above)',
+          actual: `${mismatches.length - 8} more mismatches in this file`, history: [], log: keepLog,
+        });
       }
-      if (seen === undefined) {
-        for (const b of best!.slice(0, 8)) result.violations.push({ round, seed: o.seed, workerSeed, phase, file: fileNameOf(f), ...b, log: keepLog });
-        if (best!.length > 8) {
-          result.violations.push({
-            round, seed: o.seed, workerSeed, phase, file: fileNameOf(f), kind: 'block', expected: '(as above)',
-            actual: `${best!.length - 8} more mismatches in this file`, history: [], log: keepLog,
-          });
-        }
-        seen = data[f] === null ? null : compare(f, data[f], new Image(nblocks, bs), bs).seen!;
-      }
-      if (seen) seen.settle(phase === 'after-crash' ? `read after the crash of round ${round}` : `read after the remount of round ${round}`);
-      next.push(seen);
     }
     for (const n of strays) {
       result.violations.push({ round, seed: o.seed, workerSeed, phase, file: n, kind: 'unexpected-name', expected: 'no such name', actual: 'a name the workload never made', history: [], log: keepLog });
     }
-    baseline = next;
+    if (phase === 'after-crash') await withTimeout(probeTails(round, workerSeed, data, names, keepLog), 120_000, 'probing the tails');
     if (result.violations.length > before && keepLog) fs.copyFileSync(logPath, keepLog);
   };
 
-  const replay = (lines: CrashLogLine[], round: number): NameState[] => {
-    const names: NameState[] = baseline.map((m) => ({ alts: [m === null ? null : m.clone()] }));
-    const tmp = new Map<number, Image>();
-    const cur = (f: number): Image => {
-      const alts = names[f].alts;
-      let m = alts[alts.length - 1];
-      if (m === null) {
-        // Only after a failed create; the worker does nothing else with the name.
-        m = new Image(nblocks, bs);
-        alts.push(m);
-      }
-      return m;
-    };
-    for (const l of lines) {
-      if ('fsynced' in l) {
-        cur(l.fsynced).settle(`${l.data ? 'fdatasync' : 'fsync'} after op ${l.after}`);
-        result.fsyncs++;
-      } else if ('tmpsynced' in l) {
-        result.fsyncs++;
-      } else if ('dirsynced' in l) {
-        for (const s of names) s.alts = [s.alts[s.alts.length - 1]];
-        result.dirFsyncs++;
-      } else if ('n' in l) {
-        result.ops++;
-        result.opCounts[l.op] = (result.opCounts[l.op] ?? 0) + 1;
-        const why = `op ${l.n} ${l.op}`;
-        switch (l.op) {
-          case 'open':
-            if (names[l.f].alts[names[l.f].alts.length - 1] === null) names[l.f].alts.push(new Image(nblocks, bs));
-            break;
-          case 'write': cur(l.f).write(l.b, l.nb, l.gen, `${why} of blocks ${l.b}..${l.b + l.nb - 1}, generation ${l.gen}`); break;
-          case 'truncate': cur(l.f).truncate(l.size, `${why} to ${l.size}`); break;
-          case 'punch': cur(l.f).punch(l.b, l.nb, `${why} of blocks ${l.b}..${l.b + l.nb - 1}`); break;
-          case 'tmp': tmp.set(l.f, Image.exact(nblocks, bs, l.gen, l.nb, l.size, `the temp file of ${why} (${l.nb} blocks of generation ${l.gen}, size ${l.size}), fsynced, renamed over`)); break;
-          case 'rename': names[l.f].alts.push(tmp.get(l.f)!); break;
-          case 'unlink': names[l.f].alts.push(null); break;
-          case 'create': names[l.f].alts.push(new Image(nblocks, bs)); break;
-          case 'orphan-write': break;
-        }
+  /**
+   * A file whose size after the crash ends inside a block must read zeros past that size
+   * once it grows (ftruncate: "the extended area appears as if it were zero-filled"),
+   * whatever the crash left in the store beyond the size. Each such file is grown to the
+   * end of the block, read there, and cut back to its size: its content stays the same.
+   */
+  const probeTails = async (round: number, workerSeed: number, data: (Buffer | null)[], names: NameState[], keepLog?: string): Promise<void> => {
+    for (let f = 0; f < K; f++) {
+      const d = data[f];
+      if (!d || d.length % bs === 0) continue;
+      const size = d.length;
+      const end = Math.ceil(size / bs) * bs;
+      const h = await fs.promises.open(path.join(mp, fileNameOf(f)), 'r+');
+      try {
+        await h.truncate(end);
+        const block = Buffer.alloc(bs);
+        const { bytesRead } = await h.read(block, 0, bs, end - bs);
+        await h.truncate(size);
+        result.tailProbes++;
+        const tail = block.subarray(size - (end - bs), bytesRead);
+        const nonzero = tail.reduce((n, b) => n + (b !== 0 ? 1 : 0), 0);
+        if (nonzero === 0 && bytesRead === bs) continue;
+        const cur = names[f].alts[names[f].alts.length - 1];
+        result.violations.push({
+          round, seed: o.seed, workerSeed, phase: 'after-crash', file: fileNameOf(f), kind: 'stale-tail', offset: size, block: end / bs - 1, size,
+          expected: `zeros from the end of the file (${size}) to the end of its block (${end}) once ftruncate grows it there`,
+          actual: `${nonzero} of those ${end - size} bytes not zero (${bytesRead} bytes read); the block reads as ${describeBytes(block.subarray(0, bytesRead), bs)}`,
+          actualHex: tail.subarray(0, STAMP_LEN).toString('hex'), history: cur ? historyOf(cur, end / bs - 1, end / bs) : [], log: keepLog,
+        });
+      } finally {
+        await h.close();
       }
     }
-    void round;
-    return names;
   };
 
+  let round = 0;
   try {
-    for (let round = 1; round <= o.rounds; round++) {
+    for (round = 1; round <= o.rounds; round++) {
+      o.signal?.throwIfAborted();
       const workerSeed = rng.int(2 ** 31);
       const delay = killMin + rng.int(killMax - killMin + 1);
-      const genStart = maxGen;
       await timed('mount', mount());
       if (round === 1) {
         // Start from nothing: remove what an earlier run left, durably.
@@ -650,12 +801,12 @@ export async function runCrash(o: CrashOptions): Promise<CrashResult> {
         for (const n of names) await fs.promises.rm(path.join(mp, n));
         await dirsync();
       } else {
-        await timed('check', check(round, workerSeed, 'after-remount', baseline.map((m) => ({ alts: [m] }))));
+        await timed('check', check(round, workerSeed, 'after-remount', model.unchanged()));
       }
 
       fs.writeFileSync(logPath, '');
       const config: CrashWorkerConfig = {
-        dir: mp, log: logPath, seed: workerSeed, round, files: K, maxFileSize: nblocks * bs, blockSize: bs, genStart, maxMs: 60_000,
+        dir: mp, log: logPath, seed: workerSeed, round, files: K, maxFileSize: nblocks * bs, blockSize: bs, genStart: nextGen, maxMs: 60_000,
       };
       let killed = false;
       let ready!: () => void;
@@ -672,32 +823,25 @@ export async function runCrash(o: CrashOptions): Promise<CrashResult> {
           const m = JSON.parse(wbuf.slice(0, nl));
           wbuf = wbuf.slice(nl + 1);
           if (m.type === 'ready') ready();
-          else if (m.type === 'error' && (!killed || !EXPECTED_AFTER_KILL.has(m.code))) {
+          else if (m.type === 'error' && killed && m.code === 'EIO') {
+            // Seen once in a few hundred kills, with nothing in the daemon's log (where any EIO the
+            // daemon sends is logged first, and daemonErrors would show it): so it came from the
+            // kernel, most likely for a request the abort cut off. Noted, not an error.
+            result.notes.push(`round ${round}: the worker's ${m.message.split(', ').pop()} failed with EIO after the kill`);
+          } else if (m.type === 'error' && (!killed || !EXPECTED_AFTER_KILL.has(m.code))) {
             result.errors.push(`round ${round}: worker ${killed ? 'after' : 'before'} the kill, after op ${m.after}: ${m.code ?? ''} ${m.message}`);
           }
         }
       });
       const exited = new Promise<void>((r) => w.on('exit', () => { ready(); r(); }));
-      await timed('worker start', Promise.race([readyP, sleep(30_000)]));
-      if (w.exitCode === null && w.signalCode === null) await timed('workload', Promise.race([sleep(delay), exited]));
+      await timed('worker start', Promise.race([readyP, deadline(30_000)]));
+      if (w.exitCode === null && w.signalCode === null) await timed('workload', Promise.race([sleep(delay), exited, aborted]));
       if (w.exitCode !== null || w.signalCode !== null) result.errors.push(`round ${round}: the worker exited before the kill (${w.exitCode ?? w.signalCode}): ${werr.trim().split('\n').slice(-3).join(' | ')}`);
 
       // The crash.
       killed = true;
-      process.kill(daemonPid!, 'SIGKILL');
+      await timed('reap', killDaemon());
       result.killDelays.push(delay);
-      const tKill = Date.now();
-      // Until it is gone, not just dead: the store's owner check takes a zombie for a live daemon.
-      for (let t = Date.now(); exists(daemonPid!);) {
-        if (Date.now() - t > 30_000) {
-          if (alive(daemonPid!)) throw new Error(`daemon pid ${daemonPid} still alive 30 s after SIGKILL`);
-          result.errors.push(`round ${round}: daemon pid ${daemonPid} still a zombie 30 s after SIGKILL`);
-          break;
-        }
-        await sleep(10);
-      }
-      result.phaseMs['reap'] = (result.phaseMs['reap'] ?? 0) + Date.now() - tKill;
-      daemonPid = null;
       const wx = await timed('worker exit', waitExit(w, 15_000));
       worker = null;
       if (wx.timedOut) result.errors.push(`round ${round}: the worker did not stop within 15 s of the daemon's death`);
@@ -714,8 +858,12 @@ export async function runCrash(o: CrashOptions): Promise<CrashResult> {
           lines.push(JSON.parse(l));
         } catch { /* a torn last line */ }
       }
-      for (const l of lines) if ('gen' in l && typeof l.gen === 'number' && l.gen >= maxGen) maxGen = l.gen + 1;
-      const names = replay(lines, round);
+      const { names, stats } = model.replay(lines);
+      nextGen = Math.max(nextGen, stats.nextGen);
+      result.ops += stats.ops;
+      result.fsyncs += stats.fsyncs;
+      result.dirFsyncs += stats.dirFsyncs;
+      for (const [k, v] of Object.entries(stats.opCounts)) result.opCounts[k] = (result.opCounts[k] ?? 0) + v;
       await timed('mount', mount());
       await timed('check', check(round, workerSeed, 'after-crash', names, `${store}.crash-r${round}.log`));
       await timed('umount', umount(round));
@@ -727,15 +875,18 @@ export async function runCrash(o: CrashOptions): Promise<CrashResult> {
       o.onProgress?.({ round, rounds: o.rounds, ops: result.ops, fsyncs: result.fsyncs, violations: result.violations.length, elapsedMs: result.elapsedMs });
       if (o.stopOnFailure && (result.violations.length || result.fsckProblems.length || result.errors.length || result.daemonErrors.length)) break;
     }
+  } catch (e) {
+    // The result so far is worth more than the exception: report it, with the reason the run stopped.
+    result.errors.push(`round ${round}: stopped: ${(e as Error).message}`);
   } finally {
     if (worker) (worker as ChildProcess).kill('SIGKILL');
-    if (fuseConnAt(mp) !== undefined) {
-      if (daemonPid !== null && alive(daemonPid)) {
-        const r = await runCli(['umount', mp], 60_000);
-        if (r.code !== 0 && alive(daemonPid)) process.kill(daemonPid, 'SIGKILL');
-      }
-      await clearMount(mp);
+    const left = daemon as { proc: ChildProcess; exit: Promise<string> } | null;
+    if (left && fuseConnAt(mp) !== undefined) {
+      const r = await runCli(['umount', mp], 60_000);
+      if (r.code === 0) await Promise.race([left.exit, deadline(60_000)]);
     }
+    if (daemon) await killDaemon().catch(() => undefined);
+    await clearMount(mp);
   }
   result.elapsedMs = Date.now() - t0;
   return result;
