@@ -16,6 +16,12 @@ import { FSX_OPS, DEFAULT_MIX as FSX_DEFAULT_MIX } from '../stress/fsx-engine.js
 import { demoCommand } from './demo.js';
 import { cloneCommand } from './clone.js';
 
+// `pagefs --help | head` closes the pipe early: that is not an error.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0);
+  throw e;
+});
+
 const program = new Command();
 program
   .name('pagefs')
