@@ -7,6 +7,7 @@ import path from 'node:path';
 import { Store } from '../store/store.js';
 import { findMount, isPagefsMount } from './mounts.js';
 import { UserError } from '../util/errors.js';
+import { processAlive } from '../util/process.js';
 
 const WAIT_MS = 120_000;
 
@@ -30,17 +31,9 @@ export async function umountCommand(mpArg: string, opts: { lazy?: boolean }): Pr
   }
   if (pid === null || opts.lazy) return;
   const t0 = Date.now();
-  while (alive(pid)) {
+  while (processAlive(pid)) {
     if (Date.now() - t0 > WAIT_MS) throw new UserError(`pagefs umount: unmounted, but daemon pid ${pid} is still writing back after ${WAIT_MS / 1000} s`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

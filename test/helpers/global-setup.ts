@@ -6,15 +6,8 @@
  */
 import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
+import { processAlive } from '../../src/util/process.js';
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function clearTestMounts(which: (run: number) => boolean): void {
   const lines = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n');
@@ -34,7 +27,7 @@ function clearTestMounts(which: (run: number) => boolean): void {
 export function setup(): void {
   if (!fs.existsSync('/dev/fuse')) throw new Error('/dev/fuse is missing: the mount tests cannot run here (they never skip)');
   process.env.PAGEFS_TEST_RUN = String(process.pid);
-  clearTestMounts((run) => !alive(run));
+  clearTestMounts((run) => !processAlive(run));
 }
 
 export function teardown(): void {
