@@ -6,6 +6,7 @@ import { OpCtx } from '../cache/lockcheck.js';
 import { setSizeLocked } from './resize.js';
 import { nowParts } from '../store/open.js';
 import { fsErr } from '../util/errors.js';
+import { chmodAcl } from './acl.js';
 
 export interface AttrChange {
   mode?: number;
@@ -39,6 +40,7 @@ export async function setattr(vfs: Vfs, caller: Caller, ino: number, ch: AttrCha
       // The kernel leaves this to the filesystem: a chmod by someone outside the file's group drops set-group-ID.
       if (caller.uid !== 0 && caller.gid !== (ch.gid ?? r.gid)) mode &= ~S_ISGID;
       r.mode = (r.mode & S_IFMT) | mode;
+      chmodAcl(vfs, inode);
     }
     if (ch.uid !== undefined) r.uid = ch.uid;
     if (ch.gid !== undefined) r.gid = ch.gid;
