@@ -162,3 +162,20 @@ export function chmodMasq(entries: AclEntry[], mode: number): AclEntry[] {
   }
   return acl;
 }
+
+/** What is wrong with a stored ACL row (schema.ts I8), or null. */
+export function aclProblem(name: Buffer, value: Buffer, mode: number): string | null {
+  const kind = aclKind(name);
+  const type = mode & 0o170000;
+  if (type === 0o120000) return 'a symlink carries an ACL';
+  if (kind === 'default' && type !== 0o040000) return 'a default ACL on a non-directory';
+  let entries: AclEntry[];
+  try {
+    entries = decodeAcl(value);
+  } catch (e) {
+    return (e as Error).message;
+  }
+  if (entries.length === 0) return 'an empty ACL';
+  if (kind === 'access' && aclMode(entries, mode).equivalent) return 'an access ACL the mode alone expresses';
+  return null;
+}

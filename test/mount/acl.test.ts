@@ -9,6 +9,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { mountFresh, run, sh, pagefs, expectCleanLog, type Mounted } from '../helpers/mount.js';
 import { mountExt4, type Ext4 } from '../helpers/ext4.js';
 import { asUser, NOBODY, type User } from '../helpers/asuser.js';
@@ -255,6 +256,20 @@ describe('POSIX ACLs: pagefs and ext4 side by side', () => {
     expect(res.pagefs).toEqual(res.ext4);
   });
 
+  it('setfacl by an owner outside the file\'s group drops set-group-ID; a member (supplementary group) keeps it', async () => {
+    const setfaclAs = (groups: string, f: string) =>
+      run('setpriv', ['--reuid=65534', '--regid=65534', groups, 'setfacl', '-m', 'u:65534:rwx', f], { timeoutMs: 30_000 });
+    const res = await onBoth('sgid', async (d) => {
+      await shell(`touch out in && chown 65534:${ADM} out in && chmod 2770 out in`, d);
+      const codes = [(await setfaclAs('--clear-groups', path.join(d, 'out'))).code, (await setfaclAs(`--groups=${ADM}`, path.join(d, 'in'))).code];
+      return [...codes, ...await acls(d, 'out', 'in')];
+    });
+    expect(res.pagefs.slice(0, 2)).toEqual([0, 0]);
+    expect((res.pagefs[2] as string).split('\n')[0]).toBe('out: 770');
+    expect((res.pagefs[3] as string).split('\n')[0]).toBe('in: 2770');
+    expect(res.pagefs).toEqual(res.ext4);
+  });
+
   it('cp -a keeps ACLs', async () => {
     const res = await onBoth('cp', async (d) => {
       await shell('mkdir src && setfacl -d -m u:65534:rx src && touch src/f && setfacl -m g:0:rw src/f && cp -a src dst', d);
@@ -286,5 +301,21 @@ describe('POSIX ACLs on pagefs: persistence and store checks', () => {
     const r = await pagefs(['fsck', m.store]);
     expect(r.stdout + r.stderr).toMatch(/clean/);
     expect(r.code).toBe(0);
+  });
+
+  it('fsck names a corrupt ACL row, a default ACL on a file and an ACL the mode expresses', async () => {
+    const db = new Database(m.store);
+    const ino = (name: string) => db.prepare('SELECT ino FROM dentries WHERE name = ?').pluck().get(Buffer.from(name)) as number;
+    const set = db.prepare('INSERT OR REPLACE INTO xattrs (ino, name, value) VALUES (?, ?, ?)');
+    const f = ino('f');
+    set.run(f, Buffer.from('system.posix_acl_access'), Buffer.from(blob([[1, 6], [2, 4, 7], [4, 4], [0x20, 4]]), 'hex'));
+    set.run(f, Buffer.from('system.posix_acl_default'), Buffer.from(blob([[1, 6], [4, 4], [0x20, 4]]), 'hex'));
+    set.run(ino('sub'), Buffer.from('system.posix_acl_access'), Buffer.from(blob([[1, 7], [4, 7], [0x20, 0]]), 'hex'));
+    db.close();
+    const r = await pagefs(['fsck', m.store]);
+    expect(r.code).toBe(1);
+    expect(r.stdout + r.stderr).toContain(`inode ${f}: system.posix_acl_access: invalid ACL: named entries without a MASK`);
+    expect(r.stdout + r.stderr).toContain(`inode ${f}: system.posix_acl_default: a default ACL on a non-directory`);
+    expect(r.stdout + r.stderr).toMatch(/inode \d+: system.posix_acl_access: an access ACL the mode alone expresses/);
   });
 });
