@@ -6,7 +6,7 @@ import { OpCtx } from '../cache/lockcheck.js';
 import { setSizeLocked } from './resize.js';
 import { nowParts } from '../store/open.js';
 import { fsErr } from '../util/errors.js';
-import { chmodAcl } from './acl.js';
+import { chmodAcl, inGroupOrRoot } from './acl.js';
 
 export interface AttrChange {
   mode?: number;
@@ -38,7 +38,7 @@ export async function setattr(vfs: Vfs, caller: Caller, ino: number, ch: AttrCha
     if (ch.mode !== undefined) {
       let mode = ch.mode & 0o7777;
       // The kernel leaves this to the filesystem: a chmod by someone outside the file's group drops set-group-ID.
-      if (caller.uid !== 0 && caller.gid !== (ch.gid ?? r.gid)) mode &= ~S_ISGID;
+      if (!inGroupOrRoot(caller, ch.gid ?? r.gid)) mode &= ~S_ISGID;
       r.mode = (r.mode & S_IFMT) | mode;
       chmodAcl(vfs, inode);
     }

@@ -256,17 +256,22 @@ describe('POSIX ACLs: pagefs and ext4 side by side', () => {
     expect(res.pagefs).toEqual(res.ext4);
   });
 
-  it('setfacl by an owner outside the file\'s group drops set-group-ID; a member (supplementary group) keeps it', async () => {
+  it('setfacl (and chmod) by an owner outside the file\'s group drops set-group-ID; a member (supplementary group) keeps it', async () => {
     const setfaclAs = (groups: string, f: string) =>
       run('setpriv', ['--reuid=65534', '--regid=65534', groups, 'setfacl', '-m', 'u:65534:rwx', f], { timeoutMs: 30_000 });
     const res = await onBoth('sgid', async (d) => {
       await shell(`touch out in && chown 65534:${ADM} out in && chmod 2770 out in`, d);
       const codes = [(await setfaclAs('--clear-groups', path.join(d, 'out'))).code, (await setfaclAs(`--groups=${ADM}`, path.join(d, 'in'))).code];
-      return [...codes, ...await acls(d, 'out', 'in')];
+      const after = await acls(d, 'out', 'in');
+      // chmod's own rule, checked by the same group test: a supplementary member keeps the bit.
+      await shell('chmod 0770 out', d);
+      const chmod = await asUser(NOBODY_IN_ADM, [['chmod', path.join(d, 'out'), '2770'], ['stat', path.join(d, 'out')]]);
+      return [...codes, ...after, ...chmod];
     });
     expect(res.pagefs.slice(0, 2)).toEqual([0, 0]);
     expect((res.pagefs[2] as string).split('\n')[0]).toBe('out: 770');
     expect((res.pagefs[3] as string).split('\n')[0]).toBe('in: 2770');
+    expect(res.pagefs.slice(4)).toEqual(['OK', 'OK:2770:65534:1234']);
     expect(res.pagefs).toEqual(res.ext4);
   });
 
