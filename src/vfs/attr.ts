@@ -34,7 +34,7 @@ export async function setattr(vfs: Vfs, caller: Caller, ino: number, ch: AttrCha
       m.iRwsem.release(ctx, 'exclusive');
     }
   }
-  vfs.store.txn(() => {
+  return vfs.change([inode], () => {
     // With default_permissions the kernel's setattr_prepare has already dropped S_ISGID
     // from a chmod by someone outside the file's group; it knows the supplementary groups.
     if (ch.mode !== undefined) r.mode = (r.mode & S_IFMT) | (ch.mode & 0o7777);
@@ -47,6 +47,6 @@ export async function setattr(vfs: Vfs, caller: Caller, ino: number, ch: AttrCha
     if (ch.ctime !== undefined) [r.ctimeS, r.ctimeNs] = ch.ctime;
     else [r.ctimeS, r.ctimeNs] = now;
     vfs.persist(inode);
+    return inode;
   });
-  return inode;
 }
