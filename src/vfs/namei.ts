@@ -36,7 +36,7 @@ function addEntry(vfs: Vfs, parent: Inode, name: Buffer, inode: Inode): void {
 export function makeNode(vfs: Vfs, caller: Caller, parentIno: number, name: Buffer, mode: number, rdev: number): Inode {
   const parent = prepareNew(vfs, parentIno, name);
   if (!NODE_TYPES.has(mode & S_IFMT)) throw fsErr('EINVAL');
-  return vfs.store.txn(() => {
+  return vfs.change([parent], () => {
     const inode = vfs.createInode(caller, parent, mode, rdev, null);
     addEntry(vfs, parent, name, inode);
     inode.nlookup++;
@@ -47,7 +47,7 @@ export function makeNode(vfs: Vfs, caller: Caller, parentIno: number, name: Buff
 export function mkdir(vfs: Vfs, caller: Caller, parentIno: number, name: Buffer, mode: number): Inode {
   const parent = prepareNew(vfs, parentIno, name);
   if (parent.rec.nlink >= LINK_MAX) throw fsErr('EMLINK');
-  return vfs.store.txn(() => {
+  return vfs.change([parent], () => {
     const inode = vfs.createInode(caller, parent, S_IFDIR | (mode & 0o7777), 0, null);
     parent.rec.nlink++;
     addEntry(vfs, parent, name, inode);
@@ -60,7 +60,7 @@ export function symlink(vfs: Vfs, caller: Caller, target: Buffer, parentIno: num
   const parent = prepareNew(vfs, parentIno, name);
   if (target.length === 0) throw fsErr('ENOENT');
   if (target.length >= PATH_MAX) throw fsErr('ENAMETOOLONG');
-  return vfs.store.txn(() => {
+  return vfs.change([parent], () => {
     const inode = vfs.createInode(caller, parent, S_IFLNK | 0o777, 0, Buffer.from(target));
     addEntry(vfs, parent, name, inode);
     inode.nlookup++;
@@ -74,7 +74,7 @@ export function link(vfs: Vfs, ino: number, newParent: number, newName: Buffer):
   const parent = prepareNew(vfs, newParent, newName);
   if (inode.rec.nlink === 0) throw fsErr('ENOENT');
   if (inode.rec.nlink >= LINK_MAX) throw fsErr('EMLINK');
-  return vfs.store.txn(() => {
+  return vfs.change([inode, parent], () => {
     inode.rec.nlink++;
     inode.stamp('c');
     vfs.persist(inode);
@@ -112,7 +112,7 @@ export function unlink(vfs: Vfs, parentIno: number, name: Buffer): void {
 
 /** Removes the entry `name` of `parent` naming `inode`, in one transaction, then frees the inode if nobody holds it. */
 function removeEntry(vfs: Vfs, parent: Inode, name: Buffer, inode: Inode): void {
-  vfs.store.txn(() => {
+  vfs.change([parent, inode], () => {
     vfs.store.dentries.remove(parent.ino, name);
     dropLink(vfs, parent, inode);
     parent.stamp('mc');
@@ -153,7 +153,7 @@ export function rename(vfs: Vfs, parentIno: number, name: Buffer, newParentIno: 
   } else if (src.isDir && newParentIno !== parentIno && newParent.rec.nlink >= LINK_MAX) {
     throw fsErr('EMLINK');
   }
-  vfs.store.txn(() => {
+  vfs.change([src, parent, newParent, dst], () => {
     if (dst) {
       vfs.store.dentries.remove(newParentIno, newName);
       dropLink(vfs, newParent, dst);
@@ -177,7 +177,7 @@ export function rename(vfs: Vfs, parentIno: number, name: Buffer, newParentIno: 
 }
 
 function exchange(vfs: Vfs, parent: Inode, name: Buffer, src: Inode, newParent: Inode, newName: Buffer, dst: Inode): void {
-  vfs.store.txn(() => {
+  vfs.change([src, dst, parent, newParent], () => {
     vfs.store.dentries.remove(parent.ino, name);
     vfs.store.dentries.remove(newParent.ino, newName);
     vfs.store.dentries.insert(parent.ino, name, dst.ino);

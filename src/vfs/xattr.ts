@@ -32,7 +32,7 @@ export function setxattr(vfs: Vfs, ino: number, name: Buffer, value: Buffer, fla
   let total = value.length + name.length;
   for (const n of vfs.store.xattrs.list(ino)) if (!n.equals(name)) total += n.length + (vfs.store.xattrs.get(ino, n)?.length ?? 0);
   if (total > TOTAL_MAX) throw fsErr('ENOSPC');
-  vfs.store.txn(() => {
+  vfs.change([inode], () => {
     vfs.store.xattrs.set(ino, name, Buffer.from(value));
     inode.stamp('c');
     vfs.persist(inode);
@@ -59,7 +59,7 @@ export function listxattr(vfs: Vfs, ino: number): Buffer {
 export function removexattr(vfs: Vfs, ino: number, name: Buffer): void {
   const inode = vfs.inode(ino);
   checkNamespace(name);
-  vfs.store.txn(() => {
+  vfs.change([inode], () => {
     if (!vfs.store.xattrs.remove(ino, name)) throw fsErr('ENODATA');
     inode.stamp('c');
     vfs.persist(inode);
