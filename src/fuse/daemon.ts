@@ -36,6 +36,7 @@ const CAP = {
   ASYNC_READ: 1 << 0,
   ATOMIC_O_TRUNC: 1 << 3,
   EXPORT_SUPPORT: 1 << 4,
+  DONT_MASK: 1 << 6,
   SPLICE_WRITE: 1 << 7,
   SPLICE_MOVE: 1 << 8,
   SPLICE_READ: 1 << 9,
@@ -45,6 +46,7 @@ const CAP = {
   ASYNC_DIO: 1 << 15,
   WRITEBACK_CACHE: 1 << 16,
   PARALLEL_DIROPS: 1 << 18,
+  POSIX_ACL: 1 << 19,
   EXPLICIT_INVAL_DATA: 1 << 25,
 };
 
@@ -53,7 +55,11 @@ export function mountConfig(): MountConfig {
     ops: Dispatcher.opCodes(),
     // Our own invalidations are explicit (notify_inval_inode); AUTO_INVAL_DATA would drop
     // the kernel's whole cache of a file whenever its mtime moves, i.e. after every write.
-    want: CAP.ASYNC_READ | CAP.READDIRPLUS | CAP.PARALLEL_DIROPS | CAP.EXPLICIT_INVAL_DATA | CAP.EXPORT_SUPPORT,
+    // POSIX_ACL: the kernel enforces ACLs; the mode/ACL bookkeeping is ours (src/vfs/acl.ts).
+    // DONT_MASK: the umask or the parent's default ACL, never both, applies to a new
+    // inode, so the kernel must leave the mode alone and send the umask beside it.
+    want: CAP.ASYNC_READ | CAP.READDIRPLUS | CAP.PARALLEL_DIROPS | CAP.EXPLICIT_INVAL_DATA | CAP.EXPORT_SUPPORT
+      | CAP.POSIX_ACL | CAP.DONT_MASK,
     // Splice would hand us pipe buffers we then copy anyway; writeback cache moves size and
     // mtime ownership into the kernel (design.md §5a): off until the page cache is proven.
     unwant: CAP.AUTO_INVAL_DATA | CAP.WRITEBACK_CACHE | CAP.SPLICE_READ | CAP.SPLICE_WRITE | CAP.SPLICE_MOVE | CAP.READDIRPLUS_AUTO,
@@ -127,6 +133,8 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
       log: opts.log,
       onEvent: (op, args) => {
         if (op === OP.INIT) {
+          vfs.posixAcl = (args[1] & CAP.POSIX_ACL) !== 0;
+          if (!vfs.posixAcl) opts.log('the kernel did not grant FUSE_POSIX_ACL: system.posix_acl_* xattrs are refused (EOPNOTSUPP)');
           opts.log(`mounted ${opts.store} on ${opts.mountpoint} (FUSE ${args[2]}.${args[3]}, max_write ${args[4]}, want 0x${(args[1] >>> 0).toString(16)})`);
           opts.onReady();
         } else if (op === OP.EXIT) {

@@ -122,7 +122,7 @@ export const OPS: Record<number, OpDef> = {
   [OP.STATFS]: { name: 'statfs', reply: 'statfs', run: (v) => statfs(v) },
   [OP.SETXATTR]: {
     name: 'setxattr', reply: 'ok',
-    run: (v, _c, ino: number, name: Buffer, value: Buffer, flags: number) => xattr.setxattr(v, ino, name, value, flags),
+    run: (v, c, ino: number, name: Buffer, value: Buffer, flags: number) => xattr.setxattr(v, c, ino, name, value, flags),
   },
   [OP.GETXATTR]: {
     name: 'getxattr', reply: 'xattr',

@@ -7,6 +7,7 @@ import { OpCtx } from '../cache/lockcheck.js';
 import { setSizeLocked } from './resize.js';
 import { nowParts } from '../store/open.js';
 import { fsErr } from '../util/errors.js';
+import { chmodAcl } from './acl.js';
 
 export interface AttrChange {
   mode?: number;
@@ -37,7 +38,10 @@ export async function setattr(vfs: Vfs, caller: Caller, ino: number, ch: AttrCha
   return vfs.change([inode], () => {
     // With default_permissions the kernel's setattr_prepare has already dropped S_ISGID
     // from a chmod by someone outside the file's group; it knows the supplementary groups.
-    if (ch.mode !== undefined) r.mode = (r.mode & S_IFMT) | (ch.mode & 0o7777);
+    if (ch.mode !== undefined) {
+      r.mode = (r.mode & S_IFMT) | (ch.mode & 0o7777);
+      chmodAcl(vfs, inode);
+    }
     if (ch.size !== undefined || ch.uid !== undefined || ch.gid !== undefined) killSgid(inode, caller);
     if (ch.uid !== undefined) r.uid = ch.uid;
     if (ch.gid !== undefined) r.gid = ch.gid;

@@ -8,6 +8,7 @@ import { LINK_MAX, PATH_MAX } from './vfs.js';
 import { Inode, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './inode.js';
 import { checkName, dirInode, isWithin } from './names.js';
 import { fsErr } from '../util/errors.js';
+import { inheritAcl, storeInherited } from './acl.js';
 
 const S_IFCHR = 0o020000;
 const S_IFBLK = 0o060000;
@@ -36,8 +37,10 @@ function addEntry(vfs: Vfs, parent: Inode, name: Buffer, inode: Inode): void {
 export function makeNode(vfs: Vfs, caller: Caller, parentIno: number, name: Buffer, mode: number, rdev: number): Inode {
   const parent = prepareNew(vfs, parentIno, name);
   if (!NODE_TYPES.has(mode & S_IFMT)) throw fsErr('EINVAL');
+  const inh = inheritAcl(vfs, parent, mode, caller.umask);
   return vfs.change([parent], () => {
-    const inode = vfs.createInode(caller, parent, mode, rdev, null);
+    const inode = vfs.createInode(caller, parent, inh.mode, rdev, null);
+    storeInherited(vfs, inode, inh);
     addEntry(vfs, parent, name, inode);
     inode.nlookup++;
     return inode;
@@ -47,8 +50,10 @@ export function makeNode(vfs: Vfs, caller: Caller, parentIno: number, name: Buff
 export function mkdir(vfs: Vfs, caller: Caller, parentIno: number, name: Buffer, mode: number): Inode {
   const parent = prepareNew(vfs, parentIno, name);
   if (parent.rec.nlink >= LINK_MAX) throw fsErr('EMLINK');
+  const inh = inheritAcl(vfs, parent, S_IFDIR | (mode & 0o7777), caller.umask);
   return vfs.change([parent], () => {
-    const inode = vfs.createInode(caller, parent, S_IFDIR | (mode & 0o7777), 0, null);
+    const inode = vfs.createInode(caller, parent, inh.mode, 0, null);
+    storeInherited(vfs, inode, inh);
     parent.rec.nlink++;
     addEntry(vfs, parent, name, inode);
     inode.nlookup++;

@@ -63,6 +63,8 @@ export class Vfs {
   /** ext4's limit for the same block size: 2^32 blocks. */
   readonly maxFileSize: number;
   invalidator: Invalidator;
+  /** The kernel enforces POSIX ACLs (FUSE_POSIX_ACL granted at INIT); without it acl.ts is off. */
+  posixAcl = true;
   private nextFh = 1;
 
   constructor(readonly store: Store, opts: VfsOptions) {
