@@ -5,6 +5,7 @@
  */
 import type { Vfs } from './vfs.js';
 import { fsErr } from '../util/errors.js';
+import { checkXattrWrite } from './flags.js';
 
 export const XATTR_CREATE = 1;
 export const XATTR_REPLACE = 2;
@@ -25,6 +26,7 @@ function checkNamespace(name: Buffer): void {
 export function setxattr(vfs: Vfs, ino: number, name: Buffer, value: Buffer, flags: number): void {
   const inode = vfs.inode(ino);
   checkNamespace(name);
+  checkXattrWrite(inode);
   if (flags & ~(XATTR_CREATE | XATTR_REPLACE)) throw fsErr('EINVAL');
   const cur = vfs.store.xattrs.get(ino, name);
   if (flags & XATTR_CREATE && cur !== undefined) throw fsErr('EEXIST');
@@ -59,6 +61,7 @@ export function listxattr(vfs: Vfs, ino: number): Buffer {
 export function removexattr(vfs: Vfs, ino: number, name: Buffer): void {
   const inode = vfs.inode(ino);
   checkNamespace(name);
+  checkXattrWrite(inode);
   vfs.store.txn(() => {
     if (!vfs.store.xattrs.remove(ino, name)) throw fsErr('ENODATA');
     inode.stamp('c');

@@ -1,0 +1,51 @@
+/**
+ * A loop-mounted ext4 image: the reference that conformance tests run the same steps on.
+ * Teardown unmounts (lazily if it must), detaches the loop device and removes the image.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { run } from './mount.js';
+
+export interface Ext4 {
+  /** Where the image is mounted. */
+  mp: string;
+  /** Unmounts and removes everything; safe to call twice. */
+  cleanup(): Promise<void>;
+}
+
+export async function mountExt4(opts: { size?: string; mkfsArgs?: string[] } = {}): Promise<Ext4> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagefs-ext4-'));
+  fs.chmodSync(dir, 0o755); // traversable by other users, for the EACCES and EPERM cases
+  const img = path.join(dir, 'ext4.img');
+  const mp = path.join(dir, 'mnt');
+  fs.mkdirSync(mp);
+  let mounted = false;
+  const cleanup = async () => {
+    if (mounted) {
+      mounted = false;
+      const r = await run('umount', [mp], { timeoutMs: 30_000 });
+      if (r.code !== 0) await run('umount', ['-l', mp], { timeoutMs: 10_000 });
+      // mount -o loop sets autoclear; detach explicitly in case it did not.
+      const l = await run('losetup', ['-j', img], { timeoutMs: 10_000 });
+      for (const line of l.stdout.split('\n')) {
+        const dev = line.split(':')[0];
+        if (dev.startsWith('/dev/loop')) await run('losetup', ['-d', dev], { timeoutMs: 10_000 });
+      }
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    let r = await run('truncate', ['-s', opts.size ?? '64M', img], { timeoutMs: 10_000 });
+    if (r.code !== 0) throw new Error(`truncate: ${r.stderr}`);
+    r = await run('mkfs.ext4', ['-q', '-F', ...(opts.mkfsArgs ?? []), img], { timeoutMs: 60_000 });
+    if (r.code !== 0) throw new Error(`mkfs.ext4: ${r.stderr}`);
+    r = await run('mount', ['-o', 'loop', img, mp], { timeoutMs: 30_000 });
+    if (r.code !== 0) throw new Error(`mount ext4: ${r.stderr}`);
+    mounted = true;
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+  return { mp, cleanup };
+}
