@@ -166,12 +166,13 @@ export function rename(vfs: Vfs, parentIno: number, name: Buffer, newParentIno: 
     throw fsErr('EMLINK');
   }
   vfs.store.txn(() => {
-    if (dst) {
-      vfs.store.dentries.remove(newParentIno, newName);
-      dropLink(vfs, newParent, dst);
-    }
     vfs.store.dentries.remove(parentIno, name);
-    vfs.store.dentries.insert(newParentIno, newName, src.ino);
+    if (dst) {
+      vfs.store.dentries.retarget(newParentIno, newName, src.ino);
+      dropLink(vfs, newParent, dst);
+    } else {
+      vfs.store.dentries.insert(newParentIno, newName, src.ino);
+    }
     if (src.isDir && parent !== newParent) {
       parent.rec.nlink--;
       newParent.rec.nlink++;
@@ -190,10 +191,8 @@ export function rename(vfs: Vfs, parentIno: number, name: Buffer, newParentIno: 
 
 function exchange(vfs: Vfs, parent: Inode, name: Buffer, src: Inode, newParent: Inode, newName: Buffer, dst: Inode): void {
   vfs.store.txn(() => {
-    vfs.store.dentries.remove(parent.ino, name);
-    vfs.store.dentries.remove(newParent.ino, newName);
-    vfs.store.dentries.insert(parent.ino, name, dst.ino);
-    vfs.store.dentries.insert(newParent.ino, newName, src.ino);
+    vfs.store.dentries.retarget(parent.ino, name, dst.ino);
+    vfs.store.dentries.retarget(newParent.ino, newName, src.ino);
     if (parent !== newParent && src.isDir !== dst.isDir) {
       const moved = src.isDir ? 1 : -1;
       parent.rec.nlink -= moved;
