@@ -8,7 +8,7 @@
  */
 import type { FuseBinding, Req } from './binding.js';
 import { OP } from './binding.js';
-import { OPS, type OpDef, type ReplyKind, type OpenOut, type CreateOut, type XattrOut, type DirOut } from './ops.js';
+import { OPS, type OpDef, type ReplyKind, type OpenOut, type CreateOut, type XattrOut, type DirOut, type IoctlOut } from './ops.js';
 import { encodeAttr, scratchAttr } from './attrs.js';
 import type { Vfs, Caller } from '../vfs/vfs.js';
 import type { Inode } from '../vfs/inode.js';
@@ -139,7 +139,10 @@ export class Dispatcher {
         return 'size' in x ? f.replyXattr(req, x.size) : f.replyBuf(req, x.data);
       }
       case 'lseek': return f.replyLseek(req, r as number);
-      case 'ioctl': return f.replyIoctl(req, r as number, null);
+      case 'ioctl': {
+        const o = r as IoctlOut;
+        return typeof o === 'number' ? f.replyIoctl(req, o, null) : f.replyIoctl(req, o.result, o.out);
+      }
       case 'dir':
       case 'dirplus': return this.replyDir(req, r as DirOut, kind === 'dirplus');
     }

@@ -8,6 +8,7 @@ import { setSizeLocked } from './resize.js';
 import { nowParts } from '../store/open.js';
 import { fsErr } from '../util/errors.js';
 import { chmodAcl } from './acl.js';
+import { checkSetattr } from './flags.js';
 
 export interface AttrChange {
   mode?: number;
@@ -21,6 +22,7 @@ export interface AttrChange {
 
 export async function setattr(vfs: Vfs, caller: Caller, ino: number, ch: AttrChange): Promise<Inode> {
   const inode = vfs.inode(ino);
+  checkSetattr(inode, ch);
   const r = inode.rec;
   if (ch.size !== undefined) {
     if (inode.isDir) throw fsErr('EISDIR');

@@ -17,6 +17,7 @@ import { writeLocked } from '../cache/write.js';
 import type { Page } from '../cache/pagecache.js';
 import { makeNode } from './namei.js';
 import { setSizeLocked } from './resize.js';
+import { checkOpen, checkWrite } from './flags.js';
 
 /** open(2) flag bits as the kernel passes them (asm-generic/fcntl.h). */
 const O_ACCMODE = 3;
@@ -41,6 +42,7 @@ const RA_MAX_PAGES = 64;
 export function open(vfs: Vfs, ino: number, flags: number): number | Promise<number> {
   const inode = vfs.inode(ino);
   if (inode.isDir) throw fsErr('EISDIR');
+  checkOpen(inode, flags);
   const writable = (flags & O_ACCMODE) !== O_RDONLY;
   if (!(flags & O_TRUNC) || !writable || !inode.isReg || inode.rec.size === 0) return vfs.newHandle(inode, flags).fh;
   return (async () => {
@@ -122,6 +124,7 @@ export async function write(vfs: Vfs, caller: Caller, fh: number, ino: number, d
   const inode = h.inode;
   const m = inode.mapping;
   if (!m) throw fsErr('EISDIR');
+  checkWrite(inode);
   if (off >= vfs.maxFileSize) throw fsErr('EFBIG');
   if (off + data.length > vfs.maxFileSize) data = data.subarray(0, vfs.maxFileSize - off);
   if (data.length === 0) return 0;

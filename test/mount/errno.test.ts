@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { mountFresh, run, type Mounted } from '../helpers/mount.js';
+import { mountFresh, run, pagefs, expectCleanLog, type Mounted } from '../helpers/mount.js';
 import { mountExt4, type Ext4 } from '../helpers/ext4.js';
 import { finish } from './lib.js';
 
