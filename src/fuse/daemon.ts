@@ -12,6 +12,7 @@ import { Vfs } from '../vfs/vfs.js';
 import { ReaderPool } from '../store/readers.js';
 import { fillDebug } from '../cache/fill.js';
 import { lockChecker } from '../cache/lockcheck.js';
+import { storeFault } from '../store/faults.js';
 
 export interface DaemonOptions {
   store: string;
@@ -77,10 +78,11 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
   fillDebug.beforeInsertMs = opts.delays.beforeInsert;
 
   const store = Store.open(opts.store, { readonly: false, cmd: 'pagefs mount' });
+  store.health.log = opts.log;
   store.claim(currentOwner());
   const fuse = fuseBinding();
   const notify = new NotifyQueue(fuse, opts.log);
-  const readers = new ReaderPool(opts.store, opts.readThreads, store.blocks);
+  const readers = new ReaderPool(opts.store, opts.readThreads, store.blocks, opts.log);
   const vfs = new Vfs(store, { cacheBytes: opts.cacheBytes, invalidator: notify, readBlocks: (p) => readers.read(p) });
   const orphans = vfs.recoverOrphans();
   if (orphans > 0) opts.log(`removed ${orphans} orphaned inode(s) left by an unclean shutdown`);
@@ -117,7 +119,8 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
         vfs.shutdown();
         store.release();
       } catch (e) {
-        opts.log(`shutdown: ${(e as Error).stack}`);
+        const fault = storeFault(e);
+        opts.log(fault ? `shutdown: the store could not be written, whatever was still dirty is lost: ${fault.message}` : `shutdown: ${(e as Error).stack}`);
         code = 1;
       }
       store.close();
@@ -163,7 +166,10 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
       try {
         vfs.writebackAll();
       } catch (e) {
-        opts.log(`periodic writeback: ${(e as Error).stack}`);
+        // A store fault: the pages stay dirty for the next round; say it once, not every interval.
+        const fault = storeFault(e);
+        if (fault) store.health.fault(fault);
+        else opts.log(`periodic writeback: ${(e as Error).stack}`);
       }
     }, opts.writebackIntervalMs);
     timer.unref();

@@ -9,8 +9,11 @@
  *                handed out), next_generation, and the owner of the mount
  *                (owner_pid, owner_start, owner_boot: who holds the store mounted).
  *   inodes       ino (rowid, AUTOINCREMENT so a number is never reused; 1 is the root),
- *                generation, mode, nlink, uid, gid, rdev, size, flags, a/m/c/btime as
- *                seconds + nanoseconds, target (symlink target bytes, else NULL).
+ *                generation, mode, nlink, uid, gid, rdev, size, flags (the FS_*_FL bits of
+ *                chattr: IMMUTABLE 0x10, APPEND 0x20, NODUMP 0x40, NOATIME 0x80; stores
+ *                made before flags were kept hold 0), a/m/c/btime as seconds +
+ *                nanoseconds (btime: creation, set once), target (symlink target bytes,
+ *                else NULL).
  *   dentries     id (rowid: the readdir cookie; a new entry always gets a larger id, so a
  *                listing resumed at a cookie never repeats an entry), parent, name (raw
  *                bytes, 1..255, no '/' or NUL), ino. UNIQUE(parent, name).
@@ -40,6 +43,7 @@
  *   I8  a system.posix_acl_* value is a valid ACL with at least one entry beyond those
  *       the mode expresses (an equivalent access ACL is kept as the mode alone); a default
  *       ACL belongs to a directory; symlinks carry none.
+ *   I9  inodes.flags has no bit outside INODE_FLAGS.
  *
  * Each operation that changes metadata runs in one SQLite transaction, so a crash at any
  * instant leaves every invariant true.
@@ -49,6 +53,8 @@ export const MAGIC = 'pagefs';
 export const FORMAT_VERSION = 1;
 export const ROOT_INO = 1;
 export const BMAP_UNWRITTEN = 1;
+/** The inode flag bits a store may hold (FS_IMMUTABLE_FL | FS_APPEND_FL | FS_NODUMP_FL | FS_NOATIME_FL). */
+export const INODE_FLAGS = 0xf0;
 
 export const DDL = `
 CREATE TABLE superblock (

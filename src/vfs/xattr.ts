@@ -7,6 +7,7 @@ import type { Vfs, Caller } from './vfs.js';
 import { fsErr } from '../util/errors.js';
 import { aclKind } from '../util/posixacl.js';
 import { setAcl, removeAcl, type AclKind } from './acl.js';
+import { checkXattrWrite } from './flags.js';
 
 export const XATTR_CREATE = 1;
 export const XATTR_REPLACE = 2;
@@ -32,6 +33,8 @@ function checkNamespace(name: Buffer): void {
 
 export function setxattr(vfs: Vfs, caller: Caller, ino: number, name: Buffer, value: Buffer, flags: number): void {
   const inode = vfs.inode(ino);
+  // Immutable and append-only refuse before anything else, as the kernel's xattr_permission does; ACLs included.
+  checkXattrWrite(inode);
   const kind = acl(vfs, name);
   if (kind) return setAcl(vfs, caller, inode, kind, value);
   checkNamespace(name);
@@ -42,7 +45,7 @@ export function setxattr(vfs: Vfs, caller: Caller, ino: number, name: Buffer, va
   let total = value.length + name.length;
   for (const n of vfs.store.xattrs.list(ino)) if (!n.equals(name)) total += n.length + (vfs.store.xattrs.get(ino, n)?.length ?? 0);
   if (total > TOTAL_MAX) throw fsErr('ENOSPC');
-  vfs.store.txn(() => {
+  vfs.change([inode], () => {
     vfs.store.xattrs.set(ino, name, Buffer.from(value));
     inode.stamp('c');
     vfs.persist(inode);
@@ -68,10 +71,11 @@ export function listxattr(vfs: Vfs, ino: number): Buffer {
 
 export function removexattr(vfs: Vfs, ino: number, name: Buffer): void {
   const inode = vfs.inode(ino);
+  checkXattrWrite(inode);
   const kind = acl(vfs, name);
   if (kind) return removeAcl(vfs, inode, kind);
   checkNamespace(name);
-  vfs.store.txn(() => {
+  vfs.change([inode], () => {
     if (!vfs.store.xattrs.remove(ino, name)) throw fsErr('ENODATA');
     inode.stamp('c');
     vfs.persist(inode);

@@ -18,8 +18,8 @@ export interface Ext4 {
   cleanup(): Promise<void>;
 }
 
-export async function mountExt4(opts: { prefix: string; size?: string; mountOpts?: string }): Promise<Ext4> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), opts.prefix));
+export async function mountExt4(opts: { prefix?: string; size?: string; mountOpts?: string; mkfsArgs?: string[] } = {}): Promise<Ext4> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), opts.prefix ?? 'pagefs-ext4-'));
   fs.chmodSync(dir, 0o755); // traversable by other users, for the permission cases
   const img = path.join(dir, 'ext4.img');
   const mp = path.join(dir, 'mnt');
@@ -27,6 +27,7 @@ export async function mountExt4(opts: { prefix: string; size?: string; mountOpts
   let mounted = false;
   const cleanup = async () => {
     if (mounted) {
+      mounted = false;
       const r = await run('umount', [mp], { timeoutMs: 30_000 });
       if (r.code !== 0) await run('umount', ['-l', mp], { timeoutMs: 10_000 });
       // mount -o loop sets autoclear; detach explicitly in case it did not.
@@ -41,7 +42,7 @@ export async function mountExt4(opts: { prefix: string; size?: string; mountOpts
   try {
     let r = await run('truncate', ['-s', opts.size ?? '64M', img], { timeoutMs: 10_000 });
     if (r.code !== 0) throw new Error(`truncate: ${r.stderr}`);
-    r = await run('mkfs.ext4', ['-q', '-F', img], { timeoutMs: 30_000 });
+    r = await run('mkfs.ext4', ['-q', '-F', ...(opts.mkfsArgs ?? []), img], { timeoutMs: 60_000 });
     if (r.code !== 0) throw new Error(`mkfs.ext4: ${r.stderr}`);
     r = await run('mount', ['-o', ['loop', ...(opts.mountOpts ? [opts.mountOpts] : [])].join(','), img, mp], { timeoutMs: 30_000 });
     if (r.code !== 0) throw new Error(`mount ext4: ${r.stderr}`);

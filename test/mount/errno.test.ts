@@ -9,10 +9,11 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { mountFresh, run, pagefs, expectCleanLog, type Mounted } from '../helpers/mount.js';
+import { mountExt4, type Ext4 } from '../helpers/ext4.js';
+import { finish } from './lib.js';
 
 const TiB = 2 ** 40;
 const MAX_FILE = 16 * TiB; // 4 KiB blocks * 2^32
@@ -22,38 +23,16 @@ const NOBODY = { uid: 65534, gid: 65534 };
 // ---------------------------------------------------------------------------------------
 // A loop-mounted ext4 image: the reference every comparable case is checked against.
 
-let extDir = '';
+let ext4: Ext4 | null = null;
 let extMp = '';
-let extMounted = false;
 
 beforeAll(async () => {
-  extDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagefs-errno-ext4-'));
-  fs.chmodSync(extDir, 0o755); // traversable by nobody, for the EACCES cases
-  const img = path.join(extDir, 'ext4.img');
-  extMp = path.join(extDir, 'mnt');
-  fs.mkdirSync(extMp);
-  let r = await run('truncate', ['-s', '64M', img], { timeoutMs: 10_000 });
-  if (r.code !== 0) throw new Error(`truncate: ${r.stderr}`);
-  r = await run('mkfs.ext4', ['-q', '-F', img], { timeoutMs: 30_000 });
-  if (r.code !== 0) throw new Error(`mkfs.ext4: ${r.stderr}`);
-  r = await run('mount', ['-o', 'loop', img, extMp], { timeoutMs: 30_000 });
-  if (r.code !== 0) throw new Error(`mount ext4: ${r.stderr}`);
-  extMounted = true;
+  ext4 = await mountExt4({ prefix: 'pagefs-errno-ext4-' });
+  extMp = ext4.mp;
 }, 60_000);
 
 afterAll(async () => {
-  if (extMounted) {
-    const r = await run('umount', [extMp], { timeoutMs: 30_000 });
-    if (r.code !== 0) await run('umount', ['-l', extMp], { timeoutMs: 10_000 });
-    // mount -o loop sets autoclear; detach explicitly in case it did not.
-    const img = path.join(extDir, 'ext4.img');
-    const l = await run('losetup', ['-j', img], { timeoutMs: 10_000 });
-    for (const line of l.stdout.split('\n')) {
-      const dev = line.split(':')[0];
-      if (dev.startsWith('/dev/loop')) await run('losetup', ['-d', dev], { timeoutMs: 10_000 });
-    }
-  }
-  if (extDir) fs.rmSync(extDir, { recursive: true, force: true });
+  await ext4?.cleanup();
 }, 60_000);
 
 // ---------------------------------------------------------------------------------------
@@ -192,14 +171,6 @@ function asUser(uid: number, gid: number, argv: string[]): Promise<string> {
   });
 }
 
-/** The end of every describe block: unmount cleanly, clean daemon log, clean store. */
-async function finish(m: Mounted): Promise<void> {
-  await m.unmount();
-  expectCleanLog(m);
-  const r = await pagefs(['fsck', m.store]);
-  expect(r.stdout + r.stderr).toMatch(/clean/);
-  expect(r.code).toBe(0);
-}
 
 // ---------------------------------------------------------------------------------------
 
