@@ -14,32 +14,16 @@
  *   the kernel send the mode unmasked, with the caller's umask beside it.
  * The values are stored as xattr rows, in the kernel's xattr format (src/util/posixacl.ts).
  */
-import fs from 'node:fs';
 import type { Vfs, Caller } from './vfs.js';
 import type { Inode } from './inode.js';
 import { S_IFMT, S_IFDIR, S_IFLNK, S_ISGID } from './inode.js';
 import { ACL_ACCESS, ACL_DEFAULT, decodeAcl, encodeAcl, aclMode, createMasq, chmodMasq } from '../util/posixacl.js';
 import { fsErr } from '../util/errors.js';
+import { callerInGroup } from './killpriv.js';
 
 export type AclKind = 'access' | 'default';
 
 const NAME: Record<AclKind, Buffer> = { access: Buffer.from(ACL_ACCESS), default: Buffer.from(ACL_DEFAULT) };
-
-/**
- * Whether the caller may keep set-group-ID on a file of group `gid`: root (CAP_FSETID),
- * or a member of the group, supplementary groups included (read from /proc: the request
- * carries only the primary gid, and the caller is blocked in its syscall meanwhile).
- */
-export function inGroupOrRoot(caller: Caller, gid: number): boolean {
-  if (caller.uid === 0 || caller.gid === gid) return true;
-  try {
-    const status = fs.readFileSync(`/proc/${caller.pid}/status`, 'latin1');
-    const groups = /^Groups:\s*(.*)$/m.exec(status)?.[1].trim().split(/\s+/).map(Number) ?? [];
-    return groups.includes(gid);
-  } catch {
-    return false; // the caller is gone: nobody is left to keep the bit for
-  }
-}
 
 /** setxattr of an ACL name. The kernel has already checked ownership and validity; we check again, as the store must never hold a bad ACL. */
 export function setAcl(vfs: Vfs, caller: Caller, inode: Inode, kind: AclKind, value: Buffer): void {
@@ -48,10 +32,11 @@ export function setAcl(vfs: Vfs, caller: Caller, inode: Inode, kind: AclKind, va
   if (entries.length === 0) return removeAcl(vfs, inode, kind);
   if (kind === 'default' && !inode.isDir) throw fsErr('EACCES', 'a default ACL only on a directory');
   const r = inode.rec;
-  vfs.store.txn(() => {
+  vfs.change([inode], () => {
     if (kind === 'access') {
       const { mode, equivalent } = aclMode(entries, r.mode);
-      r.mode = inGroupOrRoot(caller, r.gid) ? mode : mode & ~S_ISGID;
+      // posix_acl_update_mode's rule; libfuse 3.14 drops the kernel's FUSE_SETXATTR_ACL_KILL_SGID. uid 0 stands in for CAP_FSETID.
+      r.mode = caller.uid === 0 || callerInGroup(caller, r.gid) ? mode : mode & ~S_ISGID;
       if (equivalent) vfs.store.xattrs.remove(inode.ino, NAME.access);
       else vfs.store.xattrs.set(inode.ino, NAME.access, encodeAcl(entries));
     } else {
@@ -65,7 +50,7 @@ export function setAcl(vfs: Vfs, caller: Caller, inode: Inode, kind: AclKind, va
 /** removexattr of an ACL name: as on ext4, removing an ACL that is not there succeeds, and the mode stays. */
 export function removeAcl(vfs: Vfs, inode: Inode, kind: AclKind): void {
   if (inode.isLnk) throw fsErr('EOPNOTSUPP', 'symlinks carry no ACLs');
-  vfs.store.txn(() => {
+  vfs.change([inode], () => {
     if (!vfs.store.xattrs.remove(inode.ino, NAME[kind])) return;
     inode.stamp('c');
     vfs.persist(inode);
