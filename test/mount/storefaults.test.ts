@@ -144,8 +144,16 @@ describe('store faults: the store cannot be written', () => {
     const dataB = Buffer.alloc(256 << 10, 0xb2);
     const fhB = await fs.promises.open(b, 'w');
     await fhB.write(dataB, 0, dataB.length, 0);
+    // e is written back by close (a commit with synchronous=NORMAL, maybe not synced yet).
+    const e = path.join(m.mp, 'e');
+    await fs.promises.writeFile(e, 'e');
     const files = [store, `${store}-wal`];
     expect((await run('chattr', ['+i', ...files])).code).toBe(0);
+    // Its fsync has nothing new to write but must sync the WAL, so it must write too: EIO,
+    // not a success that promised nothing.
+    const fhE = await fs.promises.open(e, 'r+');
+    expect(await errnoOf(fhE.sync())).toBe('EIO');
+    await fhE.close();
 
     // With dirty data (a write lands in the cache, its space reserved: the store is not
     // touched): fsync and metadata changes fail with EIO, and keep failing.
