@@ -32,6 +32,8 @@ export class Store {
   private readonly bumpGenStmt;
   private readonly setHwmStmt;
   private depth = 0;
+  /** A commit since the last durable one: the WAL may hold frames not yet synced. */
+  private unsynced = true;
   readonly health = new StoreHealth();
   /** Our own descriptor of the store's file, to see it unlinked (SQLite does not, in WAL mode). */
   private readonly watchFd: number;
@@ -76,6 +78,7 @@ export class Store {
       }).immediate();
       // Only a commit that wrote something shows the fault is over (a read-only one would commit on a read-only file too).
       if (this.health.faulty && this.totalChangesStmt.get() !== before) this.health.ok();
+      this.unsynced = true;
       return r;
     } catch (e) {
       this.blocks.restore(saved);
@@ -87,19 +90,21 @@ export class Store {
 
   /**
    * Runs `fn` as one transaction committed with synchronous=FULL, so that what fsync(2)
-   * promised survives power loss and not only a daemon crash. The transaction always
-   * writes (a generation number is used up): SQLite skips an update that changes nothing
-   * and commits no frame, and a commit without a frame does not sync the WAL, which may
-   * still hold unsynced commits of earlier writebacks (synchronous=NORMAL).
+   * promised survives power loss and not only a daemon crash. When earlier commits
+   * (synchronous=NORMAL) may still be unsynced in the WAL, the transaction surely writes
+   * (a generation number is used up): SQLite commits no frame for an update that changes
+   * nothing, and a commit without a frame syncs nothing.
    */
   durably<T>(fn: () => T): T {
     this.db.pragma('synchronous = FULL');
     try {
-      return this.txn(() => {
+      const r = this.txn(() => {
         const r = fn();
-        this.bumpGenStmt.run();
+        if (this.unsynced) this.bumpGenStmt.run();
         return r;
       });
+      this.unsynced = false;
+      return r;
     } finally {
       this.db.pragma('synchronous = NORMAL');
     }

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mountFresh, makeStore, run, pagefs, expectCleanLog, testDirPrefix, ROOT, type Mounted } from '../helpers/mount.js';
+import { mountFresh, makeStore, run, pagefs, expectCleanLog, testDirPrefix, forceClear, fuseMountAt, ROOT, type Mounted } from '../helpers/mount.js';
 import { mountExt4, type Ext4 } from '../helpers/ext4.js';
 import { dropCaches } from './lib.js';
 
@@ -18,7 +18,10 @@ let m: Mounted | null = null;
 let small = '';
 let ext4: Ext4 | null = null;
 let holder: ChildProcess | null = null;
+let bgMount = '';
 afterEach(async () => {
+  if (bgMount) await forceClear(bgMount);
+  bgMount = '';
   if (holder && holder.exitCode === null && holder.signalCode === null) holder.kill('SIGKILL');
   holder = null;
   await m?.cleanup();
@@ -141,8 +144,16 @@ describe('store faults: the store cannot be written', () => {
     const dataB = Buffer.alloc(256 << 10, 0xb2);
     const fhB = await fs.promises.open(b, 'w');
     await fhB.write(dataB, 0, dataB.length, 0);
+    // e is written back by close (a commit with synchronous=NORMAL, maybe not synced yet).
+    const e = path.join(m.mp, 'e');
+    await fs.promises.writeFile(e, 'e');
     const files = [store, `${store}-wal`];
     expect((await run('chattr', ['+i', ...files])).code).toBe(0);
+    // Its fsync has nothing new to write but must sync the WAL, so it must write too: EIO,
+    // not a success that promised nothing.
+    const fhE = await fs.promises.open(e, 'r+');
+    expect(await errnoOf(fhE.sync())).toBe('EIO');
+    await fhE.close();
 
     // With dirty data (a write lands in the cache, its space reserved: the store is not
     // touched): fsync and metadata changes fail with EIO, and keep failing.
@@ -167,6 +178,55 @@ describe('store faults: the store cannot be written', () => {
     expect((await fs.promises.readFile(a)).equals(dataA)).toBe(true);
     expect((await fs.promises.readFile(b)).equals(Buffer.concat([dataB, dataB]))).toBe(true);
     expect(await fs.promises.readFile(path.join(m.mp, 'c2'), 'utf8')).toBe('c2');
+  }, 120_000);
+});
+
+describe('store faults: the store\'s filesystem turns read-only (ext4 errors=remount-ro)', () => {
+  // What a failing disk does to ext4 mounted errors=remount-ro: every write on it, on
+  // descriptors already open too, gets EROFS, and only an unmount undoes it. The daemon
+  // runs as `pagefs mount` runs it (in the background, its log STORE.log beside the
+  // store, so on the same read-only filesystem: writing that log must not kill it).
+  it('writes and fsync get EIO, the daemon lives and serves committed data; after the ext4 is mounted again fsck is clean and fsynced data is there', async () => {
+    ext4 = await mountExt4({ prefix: testDirPrefix() + 'erofs-ext4-', size: '128M', mountOpts: 'errors=remount-ro' });
+    const store = await makeStore(ext4.mp, { capacity: '256M' });
+    const mp = path.join(ext4.dir, 'pagefs');
+    fs.mkdirSync(mp);
+    const r = await pagefs(['mount', store, mp], { timeoutMs: 60_000 });
+    expect(r.code, r.stderr).toBe(0);
+    bgMount = mp;
+    const a = path.join(mp, 'a');
+    const dataA = Buffer.alloc(1 << 20, 0x3c);
+    await writeSynced(a, dataA);
+    const fhB = await fs.promises.open(path.join(mp, 'b'), 'w');
+    await fhB.write(Buffer.alloc(64 << 10, 2));
+    fs.writeFileSync(`/sys/fs/ext4/${ext4.dev}/trigger_fs_error`, '1');
+
+    expect(await errnoOf(fhB.sync())).toBe('EIO');
+    expect(await errnoOf(fs.promises.mkdir(path.join(mp, 'd')))).toBe('EIO');
+    await dropCaches();
+    expect((await fs.promises.readFile(a)).equals(dataA)).toBe(true);
+    // Through a few periodic writebacks (every 5 s), still alive and serving.
+    await new Promise((res) => setTimeout(res, 6_000));
+    expect(fuseMountAt(mp)).toBeDefined();
+    expect(await errnoOf(fhB.sync())).toBe('EIO');
+    await dropCaches();
+    expect((await fs.promises.readFile(a)).equals(dataA)).toBe(true);
+    await fhB.close().catch(() => undefined);
+    const u = await pagefs(['umount', mp], { timeoutMs: 60_000 });
+    expect(u.code, u.stderr).toBe(0);
+    bgMount = '';
+
+    // The filesystem comes back only through an unmount; then the store is whole.
+    expect((await run('umount', [ext4.mp], { timeoutMs: 30_000 })).code).toBe(0);
+    expect((await run('mount', ['-o', 'loop', ext4.img, ext4.mp], { timeoutMs: 30_000 })).code).toBe(0);
+    // (STORE.log is empty now: what the daemon logged after the mount sat in the page cache
+    // of a filesystem whose journal was aborted. Its lines are checked in the tests above.)
+    const f = await pagefs(['fsck', store]);
+    expect(f.stdout + f.stderr).toMatch(/clean/);
+    expect(f.code).toBe(0);
+    m = await mountFresh({ store });
+    expect((await fs.promises.readFile(path.join(m.mp, 'a'))).equals(dataA)).toBe(true);
+    expectCleanLog(m);
   }, 120_000);
 });
 
