@@ -12,6 +12,7 @@ import { Vfs } from '../vfs/vfs.js';
 import { ReaderPool } from '../store/readers.js';
 import { fillDebug } from '../cache/fill.js';
 import { lockChecker } from '../cache/lockcheck.js';
+import { setReadahead } from './readahead.js';
 
 export interface DaemonOptions {
   store: string;
@@ -124,8 +125,13 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
       log: opts.log,
       onEvent: (op, args) => {
         if (op === OP.INIT) {
-          opts.log(`mounted ${opts.store} on ${opts.mountpoint} (FUSE ${args[2]}.${args[3]}, max_write ${args[4]}, want 0x${(args[1] >>> 0).toString(16)})`);
-          opts.onReady();
+          opts.log(`mounted ${opts.store} on ${opts.mountpoint} (FUSE ${args[2]}.${args[3]}, max_write ${args[4]}, max_readahead ${args[5]}, want 0x${(args[1] >>> 0).toString(16)})`);
+          // INIT's max_readahead is the kernel's offer, its bdi's current window (128 KiB):
+          // the window we want goes to sysfs. Ready only once it is set.
+          void setReadahead(opts.mountpoint, mountConfig().maxReadahead).then((msg) => {
+            if (msg) opts.log(msg);
+            opts.onReady();
+          });
         } else if (op === OP.EXIT) {
           opts.log(`unmounted ${opts.mountpoint}`);
           // After an aborted connection the mount is still there, dead: detach it (a no-op after umount).

@@ -19,6 +19,9 @@ export interface MapEntry {
   refcount: number;
 }
 
+/** A mapping as a fill needs it: [fblock, pblock, flags] (arrays: no object per row). */
+export type FillEntry = [fblock: number, pblock: number, flags: number];
+
 export interface AllocCounters {
   hwm: number;
   used: number;
@@ -41,6 +44,7 @@ export class BlockTable {
 
   private readonly mapRangeStmt;
   private readonly mapOneStmt;
+  private readonly fillMapStmt;
   private readonly upsertMapStmt;
   private readonly deleteMapRangeStmt;
   private readonly mapRowsRangeStmt;
@@ -70,6 +74,9 @@ export class BlockTable {
       WHERE b.ino = ? AND b.fblock >= ? AND b.fblock <= ? ORDER BY b.fblock`);
     this.mapOneStmt = db.prepare(`SELECT b.fblock, b.pblock, b.flags, r.refcount FROM bmap b JOIN refs r ON r.pblock = b.pblock
       WHERE b.ino = ? AND b.fblock = ?`);
+    // No join with refs and raw rows: a fill needs no refcount, and the rows are per block
+    // (a 1 MiB read looks up 256), so objects and the join were most of the lookup's cost.
+    this.fillMapStmt = db.prepare('SELECT fblock, pblock, flags FROM bmap WHERE ino = ? AND fblock >= ? AND fblock <= ?').raw();
     this.upsertMapStmt = db.prepare('INSERT OR REPLACE INTO bmap (ino, fblock, pblock, flags) VALUES (?, ?, ?, ?)');
     this.deleteMapRangeStmt = db.prepare('DELETE FROM bmap WHERE ino = ? AND fblock >= ? AND fblock <= ?');
     this.mapRowsRangeStmt = db.prepare('SELECT pblock FROM bmap WHERE ino = ? AND fblock >= ? AND fblock <= ?').pluck();
@@ -114,6 +121,11 @@ export class BlockTable {
   /** Mapped blocks of `ino` in [first, last], ascending. */
   mapRange(ino: number, first: number, last: number): MapEntry[] {
     return this.mapRangeStmt.all(ino, first, last) as MapEntry[];
+  }
+
+  /** Mapped blocks of `ino` in [first, last], ascending, without refcounts (for fills). */
+  fillMap(ino: number, first: number, last: number): FillEntry[] {
+    return this.fillMapStmt.all(ino, first, last) as FillEntry[];
   }
 
   mapOne(ino: number, fblock: number): MapEntry | undefined {
