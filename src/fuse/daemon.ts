@@ -75,7 +75,7 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
   store.claim(currentOwner());
   const fuse = fuseBinding();
   const notify = new NotifyQueue(fuse, opts.log);
-  const readers = new ReaderPool(opts.store, opts.readThreads, store.blocks);
+  const readers = new ReaderPool(opts.store, opts.readThreads, store.blocks, store.sb.blockSize);
   const vfs = new Vfs(store, { cacheBytes: opts.cacheBytes, invalidator: notify, readBlocks: (p) => readers.read(p) });
   const orphans = vfs.recoverOrphans();
   if (orphans > 0) opts.log(`removed ${orphans} orphaned inode(s) left by an unclean shutdown`);
