@@ -19,7 +19,6 @@ import { lockOrder, type RwLock } from '../cache/rwlock.js';
 import { fillLocked } from '../cache/fill.js';
 import { writeLocked } from '../cache/write.js';
 import { invalidateRangeLocked } from '../cache/invalidate.js';
-import { BMAP_UNWRITTEN } from '../store/schema.js';
 import { fsErr } from '../util/errors.js';
 
 const CHUNK = 1 << 20;
@@ -91,14 +90,9 @@ function shareBlocks(vfs: Vfs, ctx: OpCtx, src: Inode, sfb: number, dst: Inode, 
   const bs = vfs.blockSize;
   invalidateRangeLocked(ctx, dst.mapping!, dfb * bs, (dfb + n) * bs, vfs.store.blocks);
   const blocks = vfs.store.blocks;
-  const entries = blocks.mapRange(src.ino, sfb, sfb + n - 1);
   vfs.store.txn(() => {
     blocks.unmapRange(dst.ino, dfb, dfb + n - 1);
-    for (const e of entries) {
-      if (e.flags & BMAP_UNWRITTEN) continue;
-      blocks.setMap(dst.ino, e.fblock - sfb + dfb, e.pblock, 0);
-      blocks.incref(e.pblock);
-    }
+    blocks.shareRange(src.ino, sfb, dst.ino, dfb, n);
   });
 }
 
