@@ -151,6 +151,19 @@ Method:
   whichever step first needed fresh memory would pay for it.
 - Compare systems only **within one run**: the figures move from run to run and from
   machine to machine (the load average during the run is recorded with it).
+
+Profiling the daemon: run it in the foreground under Node's sampling profiler, on a
+store of your own (the profile is written when the daemon exits, at unmount; one file per
+thread, the reader threads included):
+
+\`\`\`sh
+node --cpu-prof --cpu-prof-dir=/tmp/prof bin/pagefs.js mount STORE MNT --foreground &
+# ... the workload ...
+fusermount3 -u MNT        # then open /tmp/prof/*.cpuprofile in Chrome DevTools
+\`\`\`
+
+The daemon's CPU time per operation (\`/proc/PID/stat\` utime + stime around a workload) is
+a steadier figure than throughput on a machine shared with other work.
 `;
 
 const BEGIN = (id) => `<!-- bench:${id}:begin -->`;

@@ -15,12 +15,12 @@
  */
 import { assertHeld, type OpCtx } from './lockcheck.js';
 import type { Mapping, Page } from './pagecache.js';
-import type { MapEntry } from '../store/blocks.js';
+import type { FillEntry } from '../store/blocks.js';
 import { BMAP_UNWRITTEN } from '../store/schema.js';
 
 export interface BlockSource {
   /** Mapped blocks of `ino` in [first, last] (synchronous: the store's map lookup). */
-  lookup(ino: number, first: number, last: number): MapEntry[];
+  lookup(ino: number, first: number, last: number): FillEntry[];
   /** Reads whole blocks by physical number; undefined for a block with no bytes. */
   read(pblocks: number[]): Promise<(Buffer | undefined)[]>;
 }
@@ -99,14 +99,14 @@ async function fillBlocks(mapping: Mapping, missing: number[], src: BlockSource)
   {
     const entries = src.lookup(mapping.ino, missing[0], missing[missing.length - 1]);
     if (fillDebug.afterLookupMs > 0) await sleep(fillDebug.afterLookupMs);
-    const byBlock = new Map<number, MapEntry>();
-    for (const e of entries) byBlock.set(e.fblock, e);
+    const byBlock = new Map<number, FillEntry>();
+    for (const e of entries) byBlock.set(e[0], e);
     const toRead: number[] = [];
     const readFor: number[] = [];
     for (const fb of missing) {
       const e = byBlock.get(fb);
-      if (e && !(e.flags & BMAP_UNWRITTEN)) {
-        toRead.push(e.pblock);
+      if (e && !(e[2] & BMAP_UNWRITTEN)) {
+        toRead.push(e[1]);
         readFor.push(fb);
       }
     }

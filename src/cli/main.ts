@@ -68,7 +68,7 @@ program.command('mount')
   .option('-o, --options <opts>', 'comma-separated mount options: FUSE ones (allow_other, ro, noatime, ...) and pagefs\'s own ' +
     '(cache_size=SIZE, debug_locks); repeatable', (v: string, prev: string[]) => [...prev, v], [] as string[])
   .option('--cache-size <size>', 'page cache cap (clean and dirty pages together)', '256M')
-  .option('--read-threads <n>', 'block-reader threads with their own SQLite connections, so that cache fills overlap other requests; 0 reads on the main thread', '2')
+  .option('--read-threads <n>', 'block-reader threads with their own SQLite connections, so that large cache fills overlap other requests (reads of up to 16 KiB stay on the main thread); 0 reads everything on the main thread', '2')
   .option('--log <file>', 'where the background daemon logs (default: STORE.log)')
   .option('--debug-locks', 'check every lock acquisition against the lock order and fail loudly on a violation')
   .addOption(new Option('--unsafe-no-invalidate-lock', 'DEBUGGING AID, UNSAFE: fills of the page cache skip the invalidate_lock, ' +

@@ -78,7 +78,7 @@ export async function statCommand(target: string, opts: { json?: boolean }): Pro
         ['evictions', `${c.evictions} evictions, ${c.invalidations} invalidations`],
         ['writeback', `${c.writebacks} writebacks of ${c.writebackPages} pages`],
         ['locks', `${c.lock.waits} waits, ${(c.lock.waitNs / 1e6).toFixed(1)} ms waiting; checker ${live.lockChecker.enabled ? 'on' : 'off'}, ${live.lockChecker.violations} violations`],
-        ['readers', `${live.readers.threads} threads, ${live.readers.reads} reads of ${live.readers.blocks} blocks, at most ${live.readers.maxOutstanding} at once`],
+        ['readers', `${live.readers.threads} threads, ${live.readers.reads} reads of ${live.readers.blocks} blocks, at most ${live.readers.maxOutstanding} at once; ${live.readers.syncReads ?? 0} small reads on the main thread`],
       );
       if (live.unsafeNoInvalidateLock) lines.push(['WARNING', 'mounted with --unsafe-no-invalidate-lock: reads may return stale data']);
     } else if (owner) {

@@ -13,6 +13,7 @@ import { ReaderPool } from '../store/readers.js';
 import { fillDebug } from '../cache/fill.js';
 import { lockChecker } from '../cache/lockcheck.js';
 import { storeFault } from '../store/faults.js';
+import { setReadahead } from './readahead.js';
 
 export interface DaemonOptions {
   store: string;
@@ -82,7 +83,7 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
   store.claim(currentOwner());
   const fuse = fuseBinding();
   const notify = new NotifyQueue(fuse, opts.log);
-  const readers = new ReaderPool(opts.store, opts.readThreads, store.blocks, opts.log);
+  const readers = new ReaderPool(opts.store, opts.readThreads, store.blocks, store.sb.blockSize, opts.log);
   const vfs = new Vfs(store, { cacheBytes: opts.cacheBytes, invalidator: notify, readBlocks: (p) => readers.read(p) });
   const orphans = vfs.recoverOrphans();
   if (orphans > 0) opts.log(`removed ${orphans} orphaned inode(s) left by an unclean shutdown`);
@@ -135,8 +136,13 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
         if (op === OP.INIT) {
           vfs.posixAcl = (args[1] & CAP.POSIX_ACL) !== 0;
           if (!vfs.posixAcl) opts.log('the kernel did not grant FUSE_POSIX_ACL: system.posix_acl_* xattrs are refused (EOPNOTSUPP)');
-          opts.log(`mounted ${opts.store} on ${opts.mountpoint} (FUSE ${args[2]}.${args[3]}, max_write ${args[4]}, want 0x${(args[1] >>> 0).toString(16)})`);
-          opts.onReady();
+          opts.log(`mounted ${opts.store} on ${opts.mountpoint} (FUSE ${args[2]}.${args[3]}, max_write ${args[4]}, max_readahead ${args[5]}, want 0x${(args[1] >>> 0).toString(16)})`);
+          // INIT's max_readahead is the kernel's offer, its bdi's current window (128 KiB):
+          // the window we want goes to sysfs. Ready only once it is set.
+          void setReadahead(opts.mountpoint, mountConfig().maxReadahead).then((msg) => {
+            if (msg) opts.log(msg);
+            opts.onReady();
+          });
         } else if (op === OP.EXIT) {
           opts.log(`unmounted ${opts.mountpoint}`);
           // After an aborted connection the mount is still there, dead: detach it (a no-op after umount).

@@ -12,23 +12,42 @@ const db = new Database(workerData.path as string, { readonly: true, fileMustExi
 db.pragma('busy_timeout = 5000');
 db.pragma('mmap_size = 1073741824');
 db.pragma('cache_size = -16384');
-const stmt = db.prepare('SELECT bytes FROM data WHERE pblock = ?').pluck();
+const one = db.prepare('SELECT bytes FROM data WHERE pblock = ?').pluck();
+// A sequentially written file has consecutive physical blocks: one range scan walks the
+// b-tree's leaves instead of descending from the root for each block (half the cost per
+// block, measured on a 256 MiB store).
+const range = db.prepare('SELECT pblock, bytes FROM data WHERE pblock >= ? AND pblock <= ?').raw();
+
+/** The bytes of each block in `pblocks`, in order (undefined for a block with no row). */
+function readAll(pblocks: number[]): (Buffer | undefined)[] {
+  const out: (Buffer | undefined)[] = new Array(pblocks.length);
+  for (let i = 0; i < pblocks.length;) {
+    let j = i + 1;
+    while (j < pblocks.length && pblocks[j] === pblocks[j - 1] + 1) j++;
+    if (j - i === 1) {
+      out[i] = one.get(pblocks[i]) as Buffer | undefined;
+    } else {
+      for (const [p, b] of range.iterate(pblocks[i], pblocks[j - 1]) as Iterable<[number, Buffer]>) out[i + p - pblocks[i]] = b;
+    }
+    i = j;
+  }
+  return out;
+}
 
 parentPort!.on('message', (msg: { id: number; pblocks: number[] }) => {
   try {
-    const out: (ArrayBuffer | null)[] = [];
-    const transfer: ArrayBuffer[] = [];
-    for (const p of msg.pblocks) {
-      const b = stmt.get(p) as Buffer | undefined;
-      if (!b) { out.push(null); continue; }
+    const bufs: (ArrayBuffer | null)[] = [];
+    const transfer = new Set<ArrayBuffer>();
+    for (const b of readAll(msg.pblocks)) {
+      if (!b) { bufs.push(null); continue; }
       let ab = b.buffer as ArrayBuffer;
-      if (b.byteOffset !== 0 || b.byteLength !== ab.byteLength || transfer.includes(ab)) {
+      if (b.byteOffset !== 0 || b.byteLength !== ab.byteLength || transfer.has(ab)) {
         ab = b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
       }
-      out.push(ab);
-      transfer.push(ab);
+      bufs.push(ab);
+      transfer.add(ab);
     }
-    parentPort!.postMessage({ id: msg.id, bufs: out }, transfer);
+    parentPort!.postMessage({ id: msg.id, bufs }, [...transfer]);
   } catch (e) {
     parentPort!.postMessage({ id: msg.id, error: (e as Error).message });
   }

@@ -19,7 +19,6 @@ import { lockOrder, type RwLock } from '../cache/rwlock.js';
 import { fillLocked } from '../cache/fill.js';
 import { writeLocked } from '../cache/write.js';
 import { invalidateRangeLocked } from '../cache/invalidate.js';
-import { BMAP_UNWRITTEN } from '../store/schema.js';
 import { fsErr } from '../util/errors.js';
 import { checkWrite } from './flags.js';
 
@@ -93,14 +92,9 @@ function shareBlocks(vfs: Vfs, ctx: OpCtx, src: Inode, sfb: number, dst: Inode, 
   const bs = vfs.blockSize;
   invalidateRangeLocked(ctx, dst.mapping!, dfb * bs, (dfb + n) * bs, vfs.store.blocks);
   const blocks = vfs.store.blocks;
-  const entries = blocks.mapRange(src.ino, sfb, sfb + n - 1);
   vfs.store.txn(() => {
     blocks.unmapRange(dst.ino, dfb, dfb + n - 1);
-    for (const e of entries) {
-      if (e.flags & BMAP_UNWRITTEN) continue;
-      blocks.setMap(dst.ino, e.fblock - sfb + dfb, e.pblock, 0);
-      blocks.incref(e.pblock);
-    }
+    blocks.shareRange(src.ino, sfb, dst.ino, dfb, n);
   });
 }
 
@@ -117,7 +111,7 @@ async function copyBytes(vfs: Vfs, ctx: OpCtx, src: Inode, offIn: number, dst: I
       const start = p.index * ps;
       w += p.data.copy(buf, w, Math.max(at, start) - start, Math.min(at + n, start + ps) - start);
     }
-    await writeLocked(ctx, dst.mapping!, offOut + done, buf, vfs.src, vfs.store.blocks, true);
+    await writeLocked(ctx, dst.mapping!, offOut + done, buf, vfs.src, vfs.store.blocks, { invalidateHeld: true, adopt: true });
     done += n;
     if (offOut + done > dst.rec.size) dst.rec.size = offOut + done;
   }

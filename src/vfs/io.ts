@@ -131,7 +131,8 @@ export async function write(vfs: Vfs, caller: Caller, fh: number, ino: number, d
   const ctx = new OpCtx('write');
   await m.iRwsem.acquire(ctx, 'exclusive');
   try {
-    await writeLocked(ctx, m, off, data, vfs.src, vfs.store.blocks);
+    // The request's bytes are ours alone (the addon copied them out of libfuse's buffer).
+    await writeLocked(ctx, m, off, data, vfs.src, vfs.store.blocks, { adopt: true });
     if (off + data.length > inode.rec.size) inode.rec.size = off + data.length;
     inode.stamp('mc');
     killSgid(inode, caller);

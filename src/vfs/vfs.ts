@@ -74,7 +74,7 @@ export class Vfs {
     this.invalidator = opts.invalidator ?? { invalInode() {}, async invalInodeNow() {}, invalEntry() {}, async storeKernel() {} };
     const blocks = store.blocks;
     this.src = {
-      lookup: (ino, first, last) => blocks.mapRange(ino, first, last),
+      lookup: (ino, first, last) => blocks.fillMap(ino, first, last),
       read: opts.readBlocks ?? (async (pblocks) => pblocks.map((p) => blocks.readData(p))),
     };
   }

@@ -1,0 +1,62 @@
+/**
+ * The cold-read path's choices: the kernel's readahead window for a pagefs mount, raised
+ * from the bdi default of 128 KiB to the 1 MiB the daemon asks for (src/fuse/readahead.ts),
+ * so that a cold sequential read reaches the daemon in 1 MiB READs, not 128 KiB ones (tests
+ * run as root, who may write sysfs); and which block reads go to the reader threads
+ * (src/store/readers.ts): small ones are read on the daemon's main thread, large ones not.
+ */
+import { describe, it, expect, afterEach } from 'vitest';
+import fs from 'node:fs';
+import { mountFresh, pagefs, sh, expectCleanLog, type Mounted } from '../helpers/mount.js';
+import path from 'node:path';
+import { mountDevice } from '../../src/fuse/readahead.js';
+
+let m: Mounted | null = null;
+afterEach(async () => {
+  await m?.cleanup();
+  m = null;
+});
+
+describe('readahead window', () => {
+  it('is 1024 KiB on a fresh mount', async () => {
+    m = await mountFresh({ capacity: '64M' });
+    const dev = mountDevice(fs.readFileSync('/proc/self/mountinfo', 'utf8'), m.mp);
+    expect(dev).toMatch(/^\d+:\d+$/);
+    expect(fs.readFileSync(`/sys/class/bdi/${dev}/read_ahead_kb`, 'utf8').trim()).toBe('1024');
+    expectCleanLog(m);
+  });
+
+  it('finds the mount device in mountinfo, with escaped paths, the topmost mount winning', () => {
+    const info = [
+      '36 25 0:32 / /tmp/a\\040b rw,relatime shared:1 - fuse.pagefs /s.db rw,user_id=0',
+      '37 25 0:33 / /tmp/other rw - tmpfs tmpfs rw',
+      '38 36 0:34 / /tmp/a\\040b rw - fuse.pagefs /t.db rw',
+    ].join('\n');
+    expect(mountDevice(info, '/tmp/a b')).toBe('0:34');
+    expect(mountDevice(info, '/tmp/other')).toBeNull();
+    expect(mountDevice(info, '/tmp/none')).toBeNull();
+  });
+});
+
+describe('block reads', () => {
+  async function readers(mp: string): Promise<{ reads: number; syncReads: number }> {
+    const r = await pagefs(['stat', mp, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    return JSON.parse(r.stdout).live.readers;
+  }
+
+  it('a cold 4 KiB read is read on the main thread; a cold sequential read goes to the reader threads', async () => {
+    m = await mountFresh({ capacity: '64M' });
+    const f = path.join(m.mp, 'f');
+    expect((await sh(`head -c 4194304 /dev/urandom > ${f}`)).code).toBe(0);
+    await m.unmount();
+    await m.remount();
+    expect((await sh(`dd if=${f} of=/dev/null bs=4k count=1 skip=500 status=none`)).code).toBe(0);
+    const one = await readers(m.mp);
+    expect(one).toMatchObject({ reads: 0, syncReads: 1 });
+    expect((await sh(`cat ${f} > /dev/null`)).code).toBe(0);
+    const all = await readers(m.mp);
+    expect(all.reads).toBeGreaterThan(0);
+    expectCleanLog(m);
+  });
+});
