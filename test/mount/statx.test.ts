@@ -6,12 +6,12 @@
  * answers every statx from GETATTR, which has no birth time (fs/fuse/dir.c
  * fuse_update_get_attr). These tests pin that behaviour down (docs/CONFORMANCE.md).
  */
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { describe, it, expect } from 'vitest';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { mountFresh, run, expectCleanLog, type Mounted } from '../helpers/mount.js';
-import { mountExt4, type Ext4 } from '../helpers/ext4.js';
+import { run, expectCleanLog } from '../helpers/mount.js';
+import { pagefsAndExt4 } from '../helpers/ext4.js';
 import Database from 'better-sqlite3';
 import { ok, eventually } from './lib.js';
 
@@ -38,19 +38,12 @@ async function statx(p: string): Promise<{ mask: number; btime: number }[]> {
   return JSON.parse(ok(await run(PY, ['-c', STATX, p], { timeoutMs: 30_000 }), `statx ${p}`));
 }
 
-let m: Mounted;
-let ext4: Ext4;
-beforeAll(async () => {
-  // -o debug: libfuse logs every request it receives, including the ones it answers itself.
-  [m, ext4] = await Promise.all([mountFresh({ mountArgs: ['-o', 'debug'] }), mountExt4()]);
-}, 90_000);
-afterAll(async () => {
-  await m?.cleanup();
-  await ext4?.cleanup();
-}, 90_000);
+// -o debug: libfuse logs every request it receives, including the ones it answers itself.
+const fx = pagefsAndExt4({ mountArgs: ['-o', 'debug'] });
 
 describe('statx birth time', () => {
   it('ext4 reports STATX_BTIME; on pagefs the kernel asks FUSE_STATX once, libfuse 3.14 answers ENOSYS, and statx has no STATX_BTIME', async () => {
+    const { m, ext4 } = fx;
     const before = Date.now() / 1000;
     await fsp.writeFile(path.join(ext4.mp, 'f'), 'x');
     await fsp.writeFile(path.join(m.mp, 'f'), 'x');
@@ -75,6 +68,7 @@ describe('statx birth time', () => {
   });
 
   it("node's fs.stat (statx underneath) reports birthtime 0, the epoch, on pagefs and the creation time on ext4", async () => {
+    const { m, ext4 } = fx;
     const before = Date.now();
     await fsp.writeFile(path.join(ext4.mp, 'g'), 'x');
     await fsp.writeFile(path.join(m.mp, 'g'), 'x');
@@ -87,6 +81,7 @@ describe('statx birth time', () => {
   });
 
   it('the store keeps each inode\'s birth time, ready for a FUSE that can carry it', async () => {
+    const { m } = fx;
     const f = path.join(m.mp, 'born');
     const t0 = Math.floor(Date.now() / 1000);
     await fsp.writeFile(f, 'x');
