@@ -12,6 +12,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { run, pagefs, expectCleanLog } from '../helpers/mount.js';
 import { pagefsAndExt4 } from '../helpers/ext4.js';
+import Database from 'better-sqlite3';
 import { ok, q, shOk } from './lib.js';
 
 const SCENARIO = path.join(path.dirname(fileURLToPath(import.meta.url)), 'flags_scenario.py');
@@ -156,6 +157,27 @@ describe('inode flags persist', () => {
     await shOk(`cd ${q(d)}; chattr -i f; chattr -a log; chattr -a -A -d dir`);
     await m.unmount();
     expectCleanLog(m);
+    await m.remount();
+  });
+
+  it('fsck reports flag bits pagefs does not know (invariant I8)', async () => {
+    const { m } = fx;
+    await m.unmount();
+    const set = (flags: number) => {
+      const db = new Database(m.store);
+      try {
+        db.prepare('UPDATE inodes SET flags = ? WHERE ino = 1').run(flags);
+      } finally {
+        db.close();
+      }
+    };
+    set(0x1010);
+    let r = await pagefs(['fsck', m.store]);
+    expect(r.stdout + r.stderr).toMatch(/inode 1 has unknown flags 0x1010/);
+    expect(r.code).not.toBe(0);
+    set(0);
+    r = await pagefs(['fsck', m.store]);
+    expect(r.stdout + r.stderr).toMatch(/clean/);
     await m.remount();
   });
 });
