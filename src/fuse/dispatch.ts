@@ -64,7 +64,7 @@ export class Dispatcher {
 
   private fail(req: Req, def: OpDef, e: unknown): void {
     if (e instanceof FsError) {
-      this.fuse.replyErr(req, e.errno);
+      this.replyErr(req, def, e.errno);
       return;
     }
     const code = (e as { code?: unknown })?.code;
@@ -72,18 +72,23 @@ export class Dispatcher {
       // The store's own filesystem is full: the writer's problem, not a daemon fault.
       if (code === 'SQLITE_FULL') {
         this.opts.log(`${def.name}: the store's filesystem is full (${(e as Error).message})`);
-        this.fuse.replyErr(req, errnoNumber('ENOSPC'));
+        this.replyErr(req, def, errnoNumber('ENOSPC'));
         return;
       }
       this.errors++;
       this.opts.log(`${def.name}: store error ${code}: ${(e as Error).message}`);
-      this.fuse.replyErr(req, errnoNumber('EIO'));
+      this.replyErr(req, def, errnoNumber('EIO'));
       return;
     }
     this.errors++;
     const what = e instanceof LockOrderError ? 'lock checker' : 'internal error';
     this.opts.log(`${def.name}: ${what}: ${(e as Error)?.stack ?? e}`);
-    this.fuse.replyErr(req, errnoNumber('EIO'));
+    this.replyErr(req, def, errnoNumber('EIO'));
+  }
+
+  private replyErr(req: Req, def: OpDef, errno: number): void {
+    if (def.raw) this.fuse.replyRawErr(req, errno);
+    else this.fuse.replyErr(req, errno);
   }
 
   private send(req: Req, def: OpDef, r: any): void {
@@ -110,6 +115,10 @@ export class Dispatcher {
         return f.replyCreate(req, c.inode.ino, c.inode.rec.generation, encodeAttr(this.vfs, c.inode.rec), attrTimeout, entryTimeout, c.fh, c.flags);
       }
       case 'attr': return f.replyAttr(req, encodeAttr(this.vfs, (r as Inode).rec), attrTimeout);
+      case 'statx': {
+        const rec = (r as Inode).rec;
+        return f.replyStatx(req, encodeAttr(this.vfs, rec), rec.btimeS, rec.btimeNs, attrTimeout);
+      }
       case 'readlink': return f.replyReadlink(req, r as Buffer);
       case 'open': return f.replyOpen(req, (r as OpenOut).fh, (r as OpenOut).flags);
       case 'write': return f.replyWrite(req, r as number);
