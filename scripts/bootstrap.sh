@@ -20,6 +20,7 @@ command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
 command -v git >/dev/null 2>&1 || pkgs+=(git)
 command -v mkfs.ext4 >/dev/null 2>&1 || pkgs+=(e2fsprogs)
 command -v setfattr >/dev/null 2>&1 || pkgs+=(attr)
+command -v setfacl >/dev/null 2>&1 || pkgs+=(acl)
 command -v fio >/dev/null 2>&1 || pkgs+=(fio)
 if [ "${#pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -2,8 +2,9 @@
  * The dispatcher: every request from the addon comes here, runs its op's VFS call and
  * gets exactly one reply. A handler that returns a plain value is answered in the same
  * turn of the event loop (no request can run in between); one that returns a promise is
- * answered when it settles. Errors: FsError -> its errno; anything else -> EIO and a
- * log line with the stack, and the daemon keeps serving.
+ * answered when it settles. Errors: FsError -> its errno; a fault of the store's file
+ * (src/store/faults.ts) -> its errno and one log line per fault; anything else -> EIO and
+ * a log line with the stack, and the daemon keeps serving.
  */
 import type { FuseBinding, Req } from './binding.js';
 import { OP } from './binding.js';
@@ -16,6 +17,7 @@ import type { StatfsOut } from '../vfs/statfs.js';
 import { lookedUp } from '../vfs/readdir.js';
 import { FsError, errnoNumber } from '../util/errors.js';
 import { LockOrderError } from '../cache/lockcheck.js';
+import { storeFault } from '../store/faults.js';
 
 export interface DispatchOptions {
   attrTimeout: number;
@@ -67,27 +69,29 @@ export class Dispatcher {
       this.replyErr(req, def, e.errno);
       return;
     }
+    // The store's file failed (full, read-only, removed, locked): logged once per fault, not per request.
+    const fault = storeFault(e);
+    if (fault) {
+      this.vfs.store.health.fault(fault);
+      this.replyErr(req, def, errnoNumber(fault.errno));
+      return;
+    }
+    this.errors++;
     const code = (e as { code?: unknown })?.code;
     if (typeof code === 'string' && code.startsWith('SQLITE_')) {
-      // The store's own filesystem is full: the writer's problem, not a daemon fault.
-      if (code === 'SQLITE_FULL') {
-        this.opts.log(`${def.name}: the store's filesystem is full (${(e as Error).message})`);
-        this.replyErr(req, def, errnoNumber('ENOSPC'));
-        return;
-      }
-      this.errors++;
       this.opts.log(`${def.name}: store error ${code}: ${(e as Error).message}`);
       this.replyErr(req, def, errnoNumber('EIO'));
       return;
     }
-    this.errors++;
     const what = e instanceof LockOrderError ? 'lock checker' : 'internal error';
     this.opts.log(`${def.name}: ${what}: ${(e as Error)?.stack ?? e}`);
     this.replyErr(req, def, errnoNumber('EIO'));
   }
 
+  /** A forget expects no reply at all, even when it failed (a store fault at its writeback); STATX came around libfuse. */
   private replyErr(req: Req, def: OpDef, errno: number): void {
-    if (def.raw) this.fuse.replyRawErr(req, errno);
+    if (def.reply === 'none') this.fuse.replyNone(req);
+    else if (def.raw) this.fuse.replyRawErr(req, errno);
     else this.fuse.replyErr(req, errno);
   }
 

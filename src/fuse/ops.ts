@@ -109,7 +109,7 @@ export const OPS: Record<number, OpDef> = {
     name: 'read', reply: 'read',
     run: (v, _c, ino: number, size: number, off: number, fh: number): ReadResult | Promise<ReadResult> => io.read(v, fh, ino, size, off),
   },
-  [OP.WRITE]: { name: 'write', reply: 'write', run: (v, _c, ino: number, data: Buffer, off: number, fh: number) => io.write(v, fh, ino, data, off) },
+  [OP.WRITE]: { name: 'write', reply: 'write', run: (v, c, ino: number, data: Buffer, off: number, fh: number) => io.write(v, c, fh, ino, data, off) },
   [OP.FLUSH]: { name: 'flush', reply: 'ok', run: (v, _c, ino: number, fh: number) => io.flush(v, fh, ino) },
   [OP.RELEASE]: { name: 'release', reply: 'ok', run: (v, _c, ino: number, fh: number) => io.release(v, fh, ino) },
   [OP.FSYNC]: { name: 'fsync', reply: 'ok', run: (v, _c, ino: number, _datasync: number, fh: number | null) => io.fsync(v, fh, ino) },
@@ -127,7 +127,7 @@ export const OPS: Record<number, OpDef> = {
   [OP.STATFS]: { name: 'statfs', reply: 'statfs', run: (v) => statfs(v) },
   [OP.SETXATTR]: {
     name: 'setxattr', reply: 'ok',
-    run: (v, _c, ino: number, name: Buffer, value: Buffer, flags: number) => xattr.setxattr(v, ino, name, value, flags),
+    run: (v, c, ino: number, name: Buffer, value: Buffer, flags: number) => xattr.setxattr(v, c, ino, name, value, flags),
   },
   [OP.GETXATTR]: {
     name: 'getxattr', reply: 'xattr',

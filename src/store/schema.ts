@@ -25,7 +25,8 @@
  *   data         pblock -> bytes (exactly block_size). A freed block keeps its bytes, as a
  *                disk does; that is what makes reading a stale mapping dangerous, and why
  *                the invalidate_lock exists.
- *   xattrs       (ino, name) -> value.
+ *   xattrs       (ino, name) -> value. system.posix_acl_access and system.posix_acl_default
+ *                hold POSIX ACLs in the kernel's xattr format (src/util/posixacl.ts).
  *
  * INVARIANTS (checked by fsck)
  *   I1  every pblock in [1, next_pblock) is in exactly one of refs, free_blocks.
@@ -39,7 +40,10 @@
  *       fallocate KEEP_SIZE (those rows are UNWRITTEN or written beyond EOF by design).
  *   I7  an inode with nlink = 0 is an orphan: it lives only while the daemon that
  *       unlinked it still has it open or looked up, and is removed at the next mount.
- *   I8  inodes.flags has no bit outside INODE_FLAGS.
+ *   I8  a system.posix_acl_* value is a valid ACL with at least one entry beyond those
+ *       the mode expresses (an equivalent access ACL is kept as the mode alone); a default
+ *       ACL belongs to a directory; symlinks carry none.
+ *   I9  inodes.flags has no bit outside INODE_FLAGS.
  *
  * Each operation that changes metadata runs in one SQLite transaction, so a crash at any
  * instant leaves every invariant true.

@@ -8,6 +8,7 @@
  * (ReadResult.done), so no punch can free a block it read before the kernel has it.
  */
 import type { Vfs, Caller } from './vfs.js';
+import { killSgid } from './killpriv.js';
 import type { Inode } from './inode.js';
 import { S_IFREG } from './inode.js';
 import { OpCtx } from '../cache/lockcheck.js';
@@ -118,7 +119,7 @@ export function read(vfs: Vfs, fh: number, ino: number, size: number, off: numbe
   })();
 }
 
-export async function write(vfs: Vfs, fh: number, ino: number, data: Buffer, off: number): Promise<number> {
+export async function write(vfs: Vfs, caller: Caller, fh: number, ino: number, data: Buffer, off: number): Promise<number> {
   const h = vfs.handle(fh, ino);
   const inode = h.inode;
   const m = inode.mapping;
@@ -133,6 +134,7 @@ export async function write(vfs: Vfs, fh: number, ino: number, data: Buffer, off
     await writeLocked(ctx, m, off, data, vfs.src, vfs.store.blocks);
     if (off + data.length > inode.rec.size) inode.rec.size = off + data.length;
     inode.stamp('mc');
+    killSgid(inode, caller);
   } finally {
     m.iRwsem.release(ctx, 'exclusive');
   }

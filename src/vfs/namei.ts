@@ -8,6 +8,7 @@ import { LINK_MAX, PATH_MAX } from './vfs.js';
 import { Inode, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './inode.js';
 import { checkName, dirInode, isWithin } from './names.js';
 import { fsErr } from '../util/errors.js';
+import { inheritAcl, storeInherited } from './acl.js';
 import { checkCreate, checkDelete, checkLink } from './flags.js';
 
 const S_IFCHR = 0o020000;
@@ -38,8 +39,10 @@ function addEntry(vfs: Vfs, parent: Inode, name: Buffer, inode: Inode): void {
 export function makeNode(vfs: Vfs, caller: Caller, parentIno: number, name: Buffer, mode: number, rdev: number): Inode {
   const parent = prepareNew(vfs, parentIno, name);
   if (!NODE_TYPES.has(mode & S_IFMT)) throw fsErr('EINVAL');
-  return vfs.store.txn(() => {
-    const inode = vfs.createInode(caller, parent, mode, rdev, null);
+  const inh = inheritAcl(vfs, parent, mode, caller.umask);
+  return vfs.change([parent], () => {
+    const inode = vfs.createInode(caller, parent, inh.mode, rdev, null);
+    storeInherited(vfs, inode, inh);
     addEntry(vfs, parent, name, inode);
     inode.nlookup++;
     return inode;
@@ -49,8 +52,10 @@ export function makeNode(vfs: Vfs, caller: Caller, parentIno: number, name: Buff
 export function mkdir(vfs: Vfs, caller: Caller, parentIno: number, name: Buffer, mode: number): Inode {
   const parent = prepareNew(vfs, parentIno, name);
   if (parent.rec.nlink >= LINK_MAX) throw fsErr('EMLINK');
-  return vfs.store.txn(() => {
-    const inode = vfs.createInode(caller, parent, S_IFDIR | (mode & 0o7777), 0, null);
+  const inh = inheritAcl(vfs, parent, S_IFDIR | (mode & 0o7777), caller.umask);
+  return vfs.change([parent], () => {
+    const inode = vfs.createInode(caller, parent, inh.mode, 0, null);
+    storeInherited(vfs, inode, inh);
     parent.rec.nlink++;
     addEntry(vfs, parent, name, inode);
     inode.nlookup++;
@@ -62,7 +67,7 @@ export function symlink(vfs: Vfs, caller: Caller, target: Buffer, parentIno: num
   const parent = prepareNew(vfs, parentIno, name);
   if (target.length === 0) throw fsErr('ENOENT');
   if (target.length >= PATH_MAX) throw fsErr('ENAMETOOLONG');
-  return vfs.store.txn(() => {
+  return vfs.change([parent], () => {
     const inode = vfs.createInode(caller, parent, S_IFLNK | 0o777, 0, Buffer.from(target));
     addEntry(vfs, parent, name, inode);
     inode.nlookup++;
@@ -77,7 +82,7 @@ export function link(vfs: Vfs, ino: number, newParent: number, newName: Buffer):
   checkLink(inode, parent);
   if (inode.rec.nlink === 0) throw fsErr('ENOENT');
   if (inode.rec.nlink >= LINK_MAX) throw fsErr('EMLINK');
-  return vfs.store.txn(() => {
+  return vfs.change([inode, parent], () => {
     inode.rec.nlink++;
     inode.stamp('c');
     vfs.persist(inode);
@@ -116,7 +121,7 @@ export function unlink(vfs: Vfs, parentIno: number, name: Buffer): void {
 
 /** Removes the entry `name` of `parent` naming `inode`, in one transaction, then frees the inode if nobody holds it. */
 function removeEntry(vfs: Vfs, parent: Inode, name: Buffer, inode: Inode): void {
-  vfs.store.txn(() => {
+  vfs.change([parent, inode], () => {
     vfs.store.dentries.remove(parent.ino, name);
     dropLink(vfs, parent, inode);
     parent.stamp('mc');
@@ -165,7 +170,7 @@ export function rename(vfs: Vfs, parentIno: number, name: Buffer, newParentIno: 
   } else if (src.isDir && newParentIno !== parentIno && newParent.rec.nlink >= LINK_MAX) {
     throw fsErr('EMLINK');
   }
-  vfs.store.txn(() => {
+  vfs.change([src, parent, newParent, dst], () => {
     vfs.store.dentries.remove(parentIno, name);
     if (dst) {
       vfs.store.dentries.retarget(newParentIno, newName, src.ino);
@@ -190,7 +195,7 @@ export function rename(vfs: Vfs, parentIno: number, name: Buffer, newParentIno: 
 }
 
 function exchange(vfs: Vfs, parent: Inode, name: Buffer, src: Inode, newParent: Inode, newName: Buffer, dst: Inode): void {
-  vfs.store.txn(() => {
+  vfs.change([src, dst, parent, newParent], () => {
     vfs.store.dentries.retarget(parent.ino, name, dst.ino);
     vfs.store.dentries.retarget(newParent.ino, newName, src.ino);
     if (parent !== newParent && src.isDir !== dst.isDir) {

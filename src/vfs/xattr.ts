@@ -3,30 +3,41 @@
  * the name length (ERANGE over 255), the value size (E2BIG over 64 KiB) and who may
  * touch trusted.* and user.* on which file types.
  */
-import type { Vfs } from './vfs.js';
+import type { Vfs, Caller } from './vfs.js';
 import { fsErr } from '../util/errors.js';
+import { aclKind } from '../util/posixacl.js';
+import { setAcl, removeAcl, type AclKind } from './acl.js';
 import { checkXattrWrite } from './flags.js';
 
 export const XATTR_CREATE = 1;
 export const XATTR_REPLACE = 2;
-/**
- * POSIX ACLs (system.posix_acl_*) are refused with EOPNOTSUPP until the kernel is asked
- * to enforce them (FUSE_CAP_POSIX_ACL): stored but unenforced, they would make cp -a set
- * modes through an ACL that nothing applies. Programs then fall back to chmod.
- */
 const PREFIXES = ['user.', 'trusted.', 'security.'];
 /** ext4 keeps all of an inode's xattrs in one block; we allow one 64 KiB value and this much in all. */
 const TOTAL_MAX = 1 << 20;
+
+/**
+ * POSIX ACLs (system.posix_acl_*) live in acl.ts. Without FUSE_POSIX_ACL (vfs.posixAcl
+ * false) they are refused with EOPNOTSUPP: stored but unenforced by the kernel, they
+ * would make cp -a set modes through an ACL that nothing applies.
+ */
+function acl(vfs: Vfs, name: Buffer): AclKind | null {
+  const kind = aclKind(name);
+  if (kind && !vfs.posixAcl) throw fsErr('EOPNOTSUPP', 'the kernel did not grant FUSE_POSIX_ACL');
+  return kind;
+}
 
 function checkNamespace(name: Buffer): void {
   const s = name.toString('latin1');
   if (!PREFIXES.some((p) => s.startsWith(p) && s.length > p.length)) throw fsErr('EOPNOTSUPP');
 }
 
-export function setxattr(vfs: Vfs, ino: number, name: Buffer, value: Buffer, flags: number): void {
+export function setxattr(vfs: Vfs, caller: Caller, ino: number, name: Buffer, value: Buffer, flags: number): void {
   const inode = vfs.inode(ino);
-  checkNamespace(name);
+  // Immutable and append-only refuse before anything else, as the kernel's xattr_permission does; ACLs included.
   checkXattrWrite(inode);
+  const kind = acl(vfs, name);
+  if (kind) return setAcl(vfs, caller, inode, kind, value);
+  checkNamespace(name);
   if (flags & ~(XATTR_CREATE | XATTR_REPLACE)) throw fsErr('EINVAL');
   const cur = vfs.store.xattrs.get(ino, name);
   if (flags & XATTR_CREATE && cur !== undefined) throw fsErr('EEXIST');
@@ -34,7 +45,7 @@ export function setxattr(vfs: Vfs, ino: number, name: Buffer, value: Buffer, fla
   let total = value.length + name.length;
   for (const n of vfs.store.xattrs.list(ino)) if (!n.equals(name)) total += n.length + (vfs.store.xattrs.get(ino, n)?.length ?? 0);
   if (total > TOTAL_MAX) throw fsErr('ENOSPC');
-  vfs.store.txn(() => {
+  vfs.change([inode], () => {
     vfs.store.xattrs.set(ino, name, Buffer.from(value));
     inode.stamp('c');
     vfs.persist(inode);
@@ -44,7 +55,7 @@ export function setxattr(vfs: Vfs, ino: number, name: Buffer, value: Buffer, fla
 /** The value, or with size 0 its length only (the caller replies with a size then). */
 export function getxattr(vfs: Vfs, ino: number, name: Buffer): Buffer {
   vfs.inode(ino);
-  checkNamespace(name);
+  if (!acl(vfs, name)) checkNamespace(name);
   const v = vfs.store.xattrs.get(ino, name);
   if (v === undefined) throw fsErr('ENODATA');
   return v;
@@ -60,9 +71,11 @@ export function listxattr(vfs: Vfs, ino: number): Buffer {
 
 export function removexattr(vfs: Vfs, ino: number, name: Buffer): void {
   const inode = vfs.inode(ino);
-  checkNamespace(name);
   checkXattrWrite(inode);
-  vfs.store.txn(() => {
+  const kind = acl(vfs, name);
+  if (kind) return removeAcl(vfs, inode, kind);
+  checkNamespace(name);
+  vfs.change([inode], () => {
     if (!vfs.store.xattrs.remove(ino, name)) throw fsErr('ENODATA');
     inode.stamp('c');
     vfs.persist(inode);

@@ -1,6 +1,7 @@
 /**
- * A loop-mounted ext4 image: the reference that conformance tests run the same steps on.
- * Teardown unmounts (lazily if it must), detaches the loop device and removes the image.
+ * A loop-mounted ext4 image: the reference filesystem the mount tests compare pagefs
+ * with, and a real block-device filesystem to put a store on. `cleanup` unmounts (lazily
+ * if busy), detaches the loop device and removes the directory, whatever state it is in.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -9,15 +10,18 @@ import { beforeAll, afterAll } from 'vitest';
 import { run, mountFresh, type Mounted, type MountOptions } from './mount.js';
 
 export interface Ext4 {
-  /** Where the image is mounted. */
+  /** The directory holding the image and the mountpoint. */
+  dir: string;
+  img: string;
   mp: string;
-  /** Unmounts and removes everything; safe to call twice. */
+  /** The loop device's name (loop3), as under /sys/fs/ext4/. */
+  dev: string;
   cleanup(): Promise<void>;
 }
 
-export async function mountExt4(opts: { size?: string; mkfsArgs?: string[] } = {}): Promise<Ext4> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagefs-ext4-'));
-  fs.chmodSync(dir, 0o755); // traversable by other users, for the EACCES and EPERM cases
+export async function mountExt4(opts: { prefix?: string; size?: string; mountOpts?: string; mkfsArgs?: string[] } = {}): Promise<Ext4> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), opts.prefix ?? 'pagefs-ext4-'));
+  fs.chmodSync(dir, 0o755); // traversable by other users, for the permission cases
   const img = path.join(dir, 'ext4.img');
   const mp = path.join(dir, 'mnt');
   fs.mkdirSync(mp);
@@ -41,14 +45,15 @@ export async function mountExt4(opts: { size?: string; mkfsArgs?: string[] } = {
     if (r.code !== 0) throw new Error(`truncate: ${r.stderr}`);
     r = await run('mkfs.ext4', ['-q', '-F', ...(opts.mkfsArgs ?? []), img], { timeoutMs: 60_000 });
     if (r.code !== 0) throw new Error(`mkfs.ext4: ${r.stderr}`);
-    r = await run('mount', ['-o', 'loop', img, mp], { timeoutMs: 30_000 });
+    r = await run('mount', ['-o', ['loop', ...(opts.mountOpts ? [opts.mountOpts] : [])].join(','), img, mp], { timeoutMs: 30_000 });
     if (r.code !== 0) throw new Error(`mount ext4: ${r.stderr}`);
     mounted = true;
+    r = await run('findmnt', ['-n', '-o', 'SOURCE', mp], { timeoutMs: 10_000 });
+    return { dir, img, mp, dev: path.basename(r.stdout.trim()), cleanup };
   } catch (e) {
     await cleanup();
     throw e;
   }
-  return { mp, cleanup };
 }
 
 export interface SideBySide {

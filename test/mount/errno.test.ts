@@ -13,6 +13,7 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { mountFresh, run, pagefs, expectCleanLog, type Mounted } from '../helpers/mount.js';
 import { mountExt4, type Ext4 } from '../helpers/ext4.js';
+import { finish } from './lib.js';
 
 const TiB = 2 ** 40;
 const MAX_FILE = 16 * TiB; // 4 KiB blocks * 2^32
@@ -22,11 +23,11 @@ const NOBODY = { uid: 65534, gid: 65534 };
 // ---------------------------------------------------------------------------------------
 // A loop-mounted ext4 image: the reference every comparable case is checked against.
 
-let ext4: Ext4 | undefined;
+let ext4: Ext4 | null = null;
 let extMp = '';
 
 beforeAll(async () => {
-  ext4 = await mountExt4();
+  ext4 = await mountExt4({ prefix: 'pagefs-errno-ext4-' });
   extMp = ext4.mp;
 }, 60_000);
 
@@ -170,14 +171,6 @@ function asUser(uid: number, gid: number, argv: string[]): Promise<string> {
   });
 }
 
-/** The end of every describe block: unmount cleanly, clean daemon log, clean store. */
-async function finish(m: Mounted): Promise<void> {
-  await m.unmount();
-  expectCleanLog(m);
-  const r = await pagefs(['fsck', m.store]);
-  expect(r.stdout + r.stderr).toMatch(/clean/);
-  expect(r.code).toBe(0);
-}
 
 // ---------------------------------------------------------------------------------------
 
