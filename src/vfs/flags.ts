@@ -31,7 +31,7 @@ export const FS_IMMUTABLE_FL = 0x10;
 export const FS_APPEND_FL = 0x20;
 export const FS_NODUMP_FL = 0x40;
 export const FS_NOATIME_FL = 0x80;
-/** What pagefs stores and reports (schema.ts, invariant I8). */
+/** What pagefs stores and reports (schema.ts, invariant I9). */
 export const SUPPORTED_FLAGS = INODE_FLAGS;
 /** ext4's EXT4_FL_USER_VISIBLE and EXT4_FL_USER_MODIFIABLE (fs/ext4/ext4.h). */
 const EXT4_VISIBLE = 0x725bdbff;

@@ -176,7 +176,7 @@ describe('inode flags persist', () => {
     await m.remount();
   });
 
-  it('fsck reports flag bits pagefs does not know (invariant I8)', async () => {
+  it('fsck reports flag bits pagefs does not know (invariant I9)', async () => {
     const { m } = fx;
     await m.unmount();
     const set = (flags: number) => {
