@@ -9,6 +9,7 @@
         "src/session.c",
         "src/ops.c",
         "src/reply.c",
+        "src/statx.c",
         "src/notify.c",
         "src/sys.c",
         "src/mapping.c"

@@ -35,7 +35,8 @@ static napi_value init(napi_env env, napi_value exports) {
   };
   if (napi_create_object(env, &fuse) != napi_ok ||
       napi_define_properties(env, fuse, sizeof fuse_props / sizeof fuse_props[0], fuse_props) != napi_ok ||
-      ps_define_replies(env, fuse) != napi_ok || napi_create_object(env, &sys) != napi_ok ||
+      ps_define_replies(env, fuse) != napi_ok || ps_define_raw_replies(env, fuse) != napi_ok ||
+      napi_create_object(env, &sys) != napi_ok ||
       ps_define_sys(env, sys) != napi_ok || ps_mapping_init(env) != napi_ok ||
       napi_set_named_property(env, exports, "fuse", fuse) != napi_ok ||
       napi_set_named_property(env, exports, "sys", sys) != napi_ok) {

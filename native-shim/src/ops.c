@@ -119,6 +119,8 @@ void ps_event_abandon(ps_event *e, int err) {
       fuse_reply_none(e->req);
     else
       fuse_reply_err(e->req, err);
+  } else if (e->raw) {
+    ps_raw_abandon(e->raw, err);
   }
   ps_event_free(e);
 }
@@ -537,6 +539,7 @@ uint32_t ps_fill_ops(struct fuse_lowlevel_ops *ops, const uint32_t *codes, size_
     case PS_OP_COPY_FILE_RANGE: ops->copy_file_range = op_copy_file_range; break;
     case PS_OP_LSEEK: ops->lseek = op_lseek; break;
     case PS_OP_IOCTL: ops->ioctl = op_ioctl; break;
+    case PS_OP_STATX: break; /* not a libfuse op: statx.c reads it before libfuse */
     default: return codes[i] ? codes[i] : UINT32_MAX;
     }
   }

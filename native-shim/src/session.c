@@ -96,7 +96,7 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
   napi_value argv[6 + PS_MAX_ARGS];
   size_t argc = 0;
   bool ok = napi_create_int32(env, e->op, &argv[argc++]) == napi_ok &&
-            napi_create_double(env, (double)(uintptr_t)e->req, &argv[argc++]) == napi_ok &&
+            napi_create_double(env, (double)(e->req ? (uintptr_t)e->req : (uintptr_t)e->raw), &argv[argc++]) == napi_ok &&
             napi_create_double(env, e->uid, &argv[argc++]) == napi_ok &&
             napi_create_double(env, e->gid, &argv[argc++]) == napi_ok &&
             napi_create_double(env, e->pid, &argv[argc++]) == napi_ok &&
@@ -314,6 +314,8 @@ static bool read_config(napi_env env, napi_value cfg, ps_session *s, struct fuse
     ps_throw_range(env, "config.ops: unknown op code %u", bad);
     return false;
   }
+  for (uint32_t i = 0; i < n; i++)
+    s->statx |= codes[i] == PS_OP_STATX;
   return true;
 }
 
@@ -390,6 +392,13 @@ napi_value ps_mount(napi_env env, napi_callback_info info) {
     goto fail;
   }
   s->dev_fd = fuse_session_fd(s->se);
+  if (s->statx) {
+    int err = ps_statx_install(s);
+    if (err) {
+      ps_throw_errno(env, "fuse_session_custom_io", -err);
+      goto fail_mounted;
+    }
+  }
   if (!find_mount_dev(s->mountpoint, &s->mount_dev))
     s->mount_dev = 0;
 

@@ -40,8 +40,8 @@ enum ps_op {
   PS_OP_OPENDIR, PS_OP_READDIR, PS_OP_READDIRPLUS, PS_OP_RELEASEDIR, PS_OP_FSYNCDIR,
   PS_OP_STATFS, PS_OP_SETXATTR, PS_OP_GETXATTR, PS_OP_LISTXATTR, PS_OP_REMOVEXATTR,
   PS_OP_ACCESS, PS_OP_CREATE, PS_OP_FALLOCATE, PS_OP_COPY_FILE_RANGE, PS_OP_LSEEK,
-  PS_OP_IOCTL,
-  PS_OP_MAX = PS_OP_IOCTL
+  PS_OP_IOCTL, PS_OP_STATX,
+  PS_OP_MAX = PS_OP_STATX
 };
 
 /* Attribute record indices: must equal A / ATTR_LEN in src/fuse/binding.ts. */
@@ -73,6 +73,7 @@ typedef struct ps_session {
   /* Read by the init callback on a libfuse thread; written once before the loop starts. */
   unsigned want, unwant, max_write, max_readahead, time_gran;
   unsigned max_threads;
+  bool statx; /* config.ops lists STATX: statx.c reads requests before libfuse */
 
   /* tsfn_lock protects tsfn_gone: posting takes it shared, the env cleanup hook
      exclusive, so that no libfuse thread touches the TSFN once Node has freed it. */
@@ -105,7 +106,8 @@ typedef struct ps_arg {
 /* A request or lifecycle event travelling from a libfuse thread to the JS thread. */
 typedef struct ps_event {
   int op;
-  fuse_req_t req; /* NULL for INIT, DESTROY, EXIT */
+  fuse_req_t req; /* NULL for INIT, DESTROY, EXIT and requests libfuse never saw */
+  void *raw;      /* a request libfuse never saw (statx.c), or NULL */
   ps_session *session;
   double uid, gid, pid, umask;
   int argc;
@@ -131,6 +133,13 @@ ps_session *ps_session_from(napi_env env, napi_value v);
 
 /* reply.c */
 napi_status ps_define_replies(napi_env env, napi_value target);
+
+/* statx.c */
+/* Reads requests through statx.c first (fuse_session_custom_io); 0 or a negative errno. */
+int ps_statx_install(ps_session *s);
+/* Answers a request libfuse never saw with an errno and frees its handle. */
+void ps_raw_abandon(void *raw, int err);
+napi_status ps_define_raw_replies(napi_env env, napi_value target);
 
 /* notify.c */
 napi_value ps_notify_inval_inode(napi_env env, napi_callback_info info);

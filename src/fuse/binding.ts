@@ -81,6 +81,7 @@ export const OP = {
   COPY_FILE_RANGE: 36,// (inoIn, offIn, fhIn, inoOut, offOut, fhOut, len, flags)
   LSEEK: 37,          // (ino, off, whence, fh)
   IOCTL: 38,          // (ino, cmd, fh, flags, inBuf: Buffer | null, outSize)
+  STATX: 39,          // (ino, mask) — read before libfuse (native-shim/src/statx.c); reply with replyStatx / replyRawErr only
 } as const;
 export type OpCode = (typeof OP)[keyof typeof OP];
 
@@ -127,6 +128,10 @@ export interface FuseBinding {
   replyXattr(req: Req, size: number): void;
   replyLseek(req: Req, off: number): void;
   replyIoctl(req: Req, result: number, out: Buffer | null): void;
+  /** Answers a STATX request (basic stats from attr, plus the birth time). */
+  replyStatx(req: Req, attr: Float64Array, btimeSec: number, btimeNsec: number, attrTimeout: number): void;
+  /** The error reply of a STATX request (libfuse never saw it, so replyErr cannot answer it). */
+  replyRawErr(req: Req, errno: number): void;
   /**
    * Packs directory entries with fuse_add_direntry (plus = false) or fuse_add_direntry_plus
    * (plus = true) into at most maxSize bytes, replies, and returns how many entries fit.

@@ -88,9 +88,10 @@ export class Dispatcher {
     this.replyErr(req, def, errnoNumber('EIO'));
   }
 
-  /** A forget expects no reply at all, even when it failed (a store fault at its writeback). */
+  /** A forget expects no reply at all, even when it failed (a store fault at its writeback); STATX came around libfuse. */
   private replyErr(req: Req, def: OpDef, errno: number): void {
     if (def.reply === 'none') this.fuse.replyNone(req);
+    else if (def.raw) this.fuse.replyRawErr(req, errno);
     else this.fuse.replyErr(req, errno);
   }
 
@@ -118,6 +119,10 @@ export class Dispatcher {
         return f.replyCreate(req, c.inode.ino, c.inode.rec.generation, encodeAttr(this.vfs, c.inode.rec), attrTimeout, entryTimeout, c.fh, c.flags);
       }
       case 'attr': return f.replyAttr(req, encodeAttr(this.vfs, (r as Inode).rec), attrTimeout);
+      case 'statx': {
+        const rec = (r as Inode).rec;
+        return f.replyStatx(req, encodeAttr(this.vfs, rec), rec.btimeS, rec.btimeNs, attrTimeout);
+      }
       case 'readlink': return f.replyReadlink(req, r as Buffer);
       case 'open': return f.replyOpen(req, (r as OpenOut).fh, (r as OpenOut).flags);
       case 'write': return f.replyWrite(req, r as number);

@@ -24,11 +24,13 @@ import type { DirEntry } from '../vfs/readdir.js';
 
 export type ReplyKind =
   | 'ok' | 'none' | 'entry' | 'create' | 'attr' | 'readlink' | 'open' | 'write' | 'read'
-  | 'statfs' | 'xattr' | 'lseek' | 'dir' | 'dirplus' | 'ioctl';
+  | 'statfs' | 'xattr' | 'lseek' | 'dir' | 'dirplus' | 'ioctl' | 'statx';
 
 export interface OpDef {
   name: string;
   reply: ReplyKind;
+  /** A request libfuse never saw (STATX): its errors go out through replyRawErr. */
+  raw?: boolean;
   run: (vfs: Vfs, c: Caller, ...args: any[]) => any;
 }
 
@@ -172,5 +174,7 @@ export const OPS: Record<number, OpDef> = {
       throw fsErr('ENOTTY');
     },
   },
+  // The only request that asks for the birth time; libfuse 3.14 does not know it (statx.c).
+  [OP.STATX]: { name: 'statx', reply: 'statx', raw: true, run: (v, _c, ino: number) => entry.getattr(v, ino) },
   [OP.LSEEK]: { name: 'lseek', reply: 'lseek', run: (v, _c, ino: number, off: number, whence: number, fh: number) => alloc.lseek(v, fh, ino, off, whence) },
 };

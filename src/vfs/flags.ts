@@ -18,8 +18,8 @@
  * Flags pagefs keeps: append-only, immutable, noatime, nodump. noatime and nodump are
  * only stored (pagefs does not update atime on reads; nodump is for dump(8)).
  * Any other flag ext4 lets a user set answers EOPNOTSUPP (as ext4 answers a flag it
- * cannot honour); flags ext4 shows but never lets anyone set (extents, inline data,
- * ...) are dropped silently, as ext4 does, because chattr writes back what it read.
+ * cannot honour); flags ext4 shows but never lets anyone set (the htree index, inline
+ * data, ...) are dropped silently, as ext4 does, because chattr writes back what it read.
  */
 import type { Vfs, Caller } from './vfs.js';
 import type { Inode } from './inode.js';
@@ -31,7 +31,7 @@ export const FS_IMMUTABLE_FL = 0x10;
 export const FS_APPEND_FL = 0x20;
 export const FS_NODUMP_FL = 0x40;
 export const FS_NOATIME_FL = 0x80;
-/** What pagefs stores and reports (schema.ts, invariant I8). */
+/** What pagefs stores and reports (schema.ts, invariant I9). */
 export const SUPPORTED_FLAGS = INODE_FLAGS;
 /** ext4's EXT4_FL_USER_VISIBLE and EXT4_FL_USER_MODIFIABLE (fs/ext4/ext4.h). */
 const EXT4_VISIBLE = 0x725bdbff;
@@ -41,9 +41,10 @@ const EXT4_MODIFIABLE = 0x624bc0ff;
 export const FS_IOC_GETFLAGS = 0x80086601;
 export const FS_IOC_SETFLAGS = 0x40086602;
 /**
- * _IOR/_IOW('X', 31/32, struct fsxattr): xfs_io's chattr, and since Linux 6.17 also the
- * kernel's own way to read the old flags inside FS_IOC_SETFLAGS (vfs_fileattr_set asks
- * fileattr_get without flags_valid, which FUSE turns into FS_IOC_FSGETXATTR).
+ * _IOR/_IOW('X', 31/32, struct fsxattr): xfs_io's chattr, and (seen on Linux 6.18) also
+ * the kernel's own way to read the old flags inside FS_IOC_SETFLAGS: vfs_fileattr_set
+ * asks fileattr_get without flags_valid, which FUSE turns into FS_IOC_FSGETXATTR.
+ * Answering that with ENOTTY made every chattr fail with EOPNOTSUPP.
  */
 export const FS_IOC_FSGETXATTR = 0x801c581f;
 export const FS_IOC_FSSETXATTR = 0x401c5820;

@@ -6,7 +6,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { run } from './mount.js';
+import { beforeAll, afterAll } from 'vitest';
+import { run, mountFresh, type Mounted, type MountOptions } from './mount.js';
 
 export interface Ext4 {
   /** The directory holding the image and the mountpoint. */
@@ -53,4 +54,26 @@ export async function mountExt4(opts: { prefix?: string; size?: string; mountOpt
     await cleanup();
     throw e;
   }
+}
+
+export interface SideBySide {
+  m: Mounted;
+  ext4: Ext4;
+}
+
+/**
+ * For a test file that runs each step on pagefs and on ext4: registers a beforeAll that
+ * mounts a fresh pagefs and an ext4 image at once, and an afterAll that removes both.
+ * Read `.m` and `.ext4` inside the tests.
+ */
+export function pagefsAndExt4(pagefsOpts: MountOptions = {}, ext4Opts: Parameters<typeof mountExt4>[0] = {}): SideBySide {
+  const both = {} as SideBySide;
+  beforeAll(async () => {
+    [both.m, both.ext4] = await Promise.all([mountFresh(pagefsOpts), mountExt4(ext4Opts)]);
+  }, 120_000);
+  afterAll(async () => {
+    await both.m?.cleanup();
+    await both.ext4?.cleanup();
+  }, 90_000);
+  return both;
 }

@@ -6,28 +6,22 @@ errno name), and the test compares the two transcripts line by line.
 Flag words are printed without the bits ext4 sets on its own (extents, inline data),
 which pagefs has no use for.
 """
-import ctypes, errno, fcntl, os, struct, sys
+import ctypes, fcntl, os, struct, sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from steps import step  # noqa: E402
 
 FS_IOC_GETFLAGS = 0x80086601
 FS_IOC_SETFLAGS = 0x40086602
+FS_IOC_FSGETXATTR = 0x801c581f
+FS_IOC_FSSETXATTR = 0x401c5820
+FS_XFLAG_NODUMP, FS_XFLAG_NOATIME = 0x80, 0x40
 IMMUTABLE, APPEND, NODUMP, NOATIME = 0x10, 0x20, 0x40, 0x80
 EXT4_OWN = 0x80000 | 0x10000000  # EXTENTS_FL, INLINE_DATA_FL
 FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE = 0x01, 0x02, 0x10
 
 libc = ctypes.CDLL(None, use_errno=True)
 libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
-
-
-def name(e):
-    return 'EOPNOTSUPP' if e == errno.EOPNOTSUPP else errno.errorcode.get(e, str(e))
-
-
-def step(label, fn):
-    try:
-        r = fn()
-        print('%s: OK%s' % (label, '' if r is None else ':' + str(r)))
-    except OSError as e:
-        print('%s: %s' % (label, name(e.errno)))
 
 
 def getflags(p):
@@ -53,6 +47,26 @@ def chflags(p, add=0, remove=0):
     try:
         v = struct.unpack('I', fcntl.ioctl(fd, FS_IOC_GETFLAGS, b'\0' * 4))[0]
         fcntl.ioctl(fd, FS_IOC_SETFLAGS, struct.pack('I', (v | add) & ~remove))
+    finally:
+        os.close(fd)
+
+
+def xflags_get(p):
+    """struct fsxattr's fsx_xflags (what xfs_io's lsattr reads)."""
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        return hex(struct.unpack_from('I', fcntl.ioctl(fd, FS_IOC_FSGETXATTR, b'\0' * 28), 0)[0])
+    finally:
+        os.close(fd)
+
+
+def xflags_set(p, x):
+    """What xfs_io's chattr does: read struct fsxattr, set fsx_xflags, write it back."""
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        buf = bytearray(fcntl.ioctl(fd, FS_IOC_FSGETXATTR, b'\0' * 28))
+        struct.pack_into('I', buf, 0, x)
+        fcntl.ioctl(fd, FS_IOC_FSSETXATTR, bytes(buf))
     finally:
         os.close(fd)
 
@@ -227,12 +241,60 @@ def other_flags():
     step('other write with +A +d', lambda: open(f, 'a').write('x'))
     step('other set none', lambda: setflags(f, 0))
     step('other getflags none', lambda: getflags(f))
+    step('other fsxattr set nodump', lambda: xflags_set(f, FS_XFLAG_NODUMP))
+    step('other getflags after fsxattr', lambda: getflags(f))
+    step('other fsxattr set noatime', lambda: xflags_set(f, FS_XFLAG_NOATIME))
+    step('other fsxattr get', lambda: xflags_get(f))
+    step('other getflags after fsxattr noatime', lambda: getflags(f))
+    step('other fsxattr set none', lambda: xflags_set(f, 0))
     # Bits no ext4 shows: refused. TOPDIR on a file: refused (ext4_mask_flags).
     step('other set reserved bit', lambda: setflags(f, 0x80000000))
     step('other set +T on a file', lambda: setflags(f, 0x20000))
     # INDEX (htree): shown by ext4, never settable by anyone: silently dropped.
     step('other set index bit', lambda: setflags(f, 0x1000))
     step('other getflags after index', lambda: getflags(f))
+
+
+def shift(via_ioctl):
+    """COLLAPSE/INSERT_RANGE: pagefs's ioctls (FUSE refuses these fallocate modes), ext4's fallocate."""
+    def run(mode, nr):
+        def go():
+            if via_ioctl:
+                fcntl.ioctl(fd, (1 << 30) | (16 << 16) | (0x50 << 8) | nr, struct.pack('QQ', 4096, 4096))
+            else:
+                falloc(fd, mode, 4096, 4096)
+            return os.fstat(fd).st_size
+        return go
+    collapse, insert = run(0x08, 1), run(0x20, 2)
+    with open('shift', 'wb') as f:
+        f.write(b'abcd' * 4096)
+    fd = os.open('shift', os.O_RDWR)
+    chflags('shift', IMMUTABLE)
+    step('shift collapse immutable', collapse)
+    step('shift insert immutable', insert)
+    chflags('shift', APPEND, IMMUTABLE)
+    step('shift collapse append-only', collapse)
+    step('shift insert append-only', insert)
+    chflags('shift', 0, APPEND)
+    step('shift collapse', collapse)
+    step('shift insert', insert)
+    os.close(fd)
+
+
+def shift_pagefs():
+    shift(True)
+
+
+def shift_ext4():
+    shift(False)
+
+
+def kernel_first():
+    """Where the kernel answers before pagefs is asked: unlink(2) of a directory."""
+    os.makedirs('kdir/sub')
+    chflags('kdir', IMMUTABLE)
+    step('kernel unlink of a directory in an immutable directory', lambda: os.unlink('kdir/sub'))
+    chflags('kdir', 0, IMMUTABLE)
 
 
 def unsupported():

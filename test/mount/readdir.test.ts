@@ -12,32 +12,28 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { mountFresh, run, pagefs, expectCleanLog, type Mounted } from '../helpers/mount.js';
-import { mountExt4, type Ext4 } from '../helpers/ext4.js';
+import { run, pagefs, expectCleanLog } from '../helpers/mount.js';
+import { pagefsAndExt4 } from '../helpers/ext4.js';
 import { ok, q, shOk } from './lib.js';
 
 const SRC = path.join(path.dirname(fileURLToPath(import.meta.url)), 'dirlist.c');
 const BIG = 100_000;
 
-let m: Mounted;
-let ext4: Ext4;
+// Enough ext4 inodes for the big directory (one fifo per entry).
+const fx = pagefsAndExt4({}, { size: '256M', mkfsArgs: ['-N', String(BIG + 20_000)] });
 let bin = '';
 let binDir = '';
 beforeAll(async () => {
   binDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagefs-dirlist-'));
   bin = path.join(binDir, 'dirlist');
   ok(await run('cc', ['-O2', '-Wall', '-Werror', '-o', bin, SRC], { timeoutMs: 60_000 }), 'cc dirlist.c');
-  // Enough inodes for the big directory (one fifo per entry).
-  [m, ext4] = await Promise.all([mountFresh(), mountExt4({ size: '256M', mkfsArgs: ['-N', String(BIG + 20_000)] })]);
 }, 120_000);
-afterAll(async () => {
-  await m?.cleanup();
-  await ext4?.cleanup();
+afterAll(() => {
   if (binDir) fs.rmSync(binDir, { recursive: true, force: true });
-}, 90_000);
+});
 
 type Where = 'pagefs' | 'ext4';
-const roots = (): [Where, string][] => [['pagefs', m.mp], ['ext4', ext4.mp]];
+const roots = (): [Where, string][] => [['pagefs', fx.m.mp], ['ext4', fx.ext4.mp]];
 
 async function dirlist(args: string[], timeoutMs = 120_000): Promise<string> {
   return ok(await run(bin, args, { timeoutMs }), `dirlist ${args.join(' ')}`).trim();
@@ -130,6 +126,7 @@ describe('readdir while another process changes the directory', () => {
   }, 600_000);
 
   it('leaves a clean store', async () => {
+    const { m } = fx;
     await m.unmount();
     expectCleanLog(m);
     const r = await pagefs(['fsck', m.store], { timeoutMs: 300_000 });
