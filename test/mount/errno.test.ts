@@ -9,85 +9,31 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { mountFresh, run, pagefs, expectCleanLog, type Mounted } from '../helpers/mount.js';
+import { mountExt4, code, onBoth as onBothRoots, both, type Ext4, type Where } from '../helpers/ext4.js';
 
 const TiB = 2 ** 40;
-const MAX_FILE = 16 * TiB; // 4 KiB blocks * 2^32
+/** ext4's maximum file size with 4 KiB blocks: (2^32 - 1) blocks, 16 TiB - 4 KiB. */
+const MAX_FILE = 16 * TiB - 4096;
 const PY = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 const NOBODY = { uid: 65534, gid: 65534 };
 
 // ---------------------------------------------------------------------------------------
 // A loop-mounted ext4 image: the reference every comparable case is checked against.
 
-let extDir = '';
+let ext4: Ext4 | undefined;
 let extMp = '';
-let extMounted = false;
 
 beforeAll(async () => {
-  extDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagefs-errno-ext4-'));
-  fs.chmodSync(extDir, 0o755); // traversable by nobody, for the EACCES cases
-  const img = path.join(extDir, 'ext4.img');
-  extMp = path.join(extDir, 'mnt');
-  fs.mkdirSync(extMp);
-  let r = await run('truncate', ['-s', '64M', img], { timeoutMs: 10_000 });
-  if (r.code !== 0) throw new Error(`truncate: ${r.stderr}`);
-  r = await run('mkfs.ext4', ['-q', '-F', img], { timeoutMs: 30_000 });
-  if (r.code !== 0) throw new Error(`mkfs.ext4: ${r.stderr}`);
-  r = await run('mount', ['-o', 'loop', img, extMp], { timeoutMs: 30_000 });
-  if (r.code !== 0) throw new Error(`mount ext4: ${r.stderr}`);
-  extMounted = true;
+  ext4 = await mountExt4();
+  extMp = ext4.mp;
 }, 60_000);
 
-afterAll(async () => {
-  if (extMounted) {
-    const r = await run('umount', [extMp], { timeoutMs: 30_000 });
-    if (r.code !== 0) await run('umount', ['-l', extMp], { timeoutMs: 10_000 });
-    // mount -o loop sets autoclear; detach explicitly in case it did not.
-    const img = path.join(extDir, 'ext4.img');
-    const l = await run('losetup', ['-j', img], { timeoutMs: 10_000 });
-    for (const line of l.stdout.split('\n')) {
-      const dev = line.split(':')[0];
-      if (dev.startsWith('/dev/loop')) await run('losetup', ['-d', dev], { timeoutMs: 10_000 });
-    }
-  }
-  if (extDir) fs.rmSync(extDir, { recursive: true, force: true });
-}, 60_000);
+afterAll(async () => { await ext4?.cleanup(); }, 60_000);
 
-// ---------------------------------------------------------------------------------------
-// Helpers
-
-/** The errno name a promise rejects with, or 'OK' (closing a FileHandle it resolves to). */
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    const r: any = await p;
-    if (r && typeof r.close === 'function' && typeof r.fd === 'number') await r.close();
-    return 'OK';
-  } catch (e: any) {
-    return e?.code ?? String(e);
-  }
-}
-
-type Where = 'pagefs' | 'ext4';
-
-/**
- * Runs `fn` in a fresh directory `name` on the pagefs mount and on ext4, returning each
- * one's answer: `{ pagefs: ..., ext4: ... }`, compared by the caller in one expect so a
- * failure shows both.
- */
-async function onBoth<T>(m: Mounted, name: string, fn: (dir: string, where: Where) => Promise<T>): Promise<Record<Where, T>> {
-  const out = {} as Record<Where, T>;
-  for (const [where, root] of [['pagefs', m.mp], ['ext4', extMp]] as [Where, string][]) {
-    const dir = path.join(root, name);
-    await fsp.mkdir(dir);
-    out[where] = await fn(dir, where);
-  }
-  return out;
-}
-
-const both = (c: string) => ({ pagefs: c, ext4: c });
+const onBoth = <T>(m: Mounted, name: string, fn: (dir: string, where: Where) => Promise<T>) => onBothRoots(m, extMp, name, fn);
 
 /**
  * Syscalls Node lacks, through python3 ctypes / os: prints 'OK' (or 'OK:<detail>') or the
@@ -436,12 +382,12 @@ describe('errno: namespace operations (pagefs vs ext4)', () => {
   });
 });
 
-describe('errno: file size limit (EFBIG at 16 TiB with 4 KiB blocks)', () => {
+describe('errno: file size limit (EFBIG at 16 TiB - 4 KiB with 4 KiB blocks, as ext4)', () => {
   let m: Mounted;
   beforeAll(async () => { m = await mountFresh({ blockSize: 4096 }); });
   afterAll(async () => { await m?.cleanup(); });
 
-  it('pwrite at exactly 16 TiB: EFBIG (as on ext4)', async () => {
+  it('pwrite at exactly the maximum size: EFBIG (as on ext4)', async () => {
     expect(await onBoth(m, 'efbig-write', async (d) => {
       const fh = await fsp.open(path.join(d, 'f'), 'w');
       try {
@@ -452,14 +398,14 @@ describe('errno: file size limit (EFBIG at 16 TiB with 4 KiB blocks)', () => {
     })).toEqual(both('EFBIG'));
     expect((await fsp.stat(path.join(m.mp, 'efbig-write', 'f'))).size).toBe(0);
   });
-  it('truncate to 16 TiB + 1: EFBIG (as on ext4)', async () => {
+  it('truncate to the maximum size + 1: EFBIG (as on ext4)', async () => {
     expect(await onBoth(m, 'efbig-truncate', async (d) => {
       await fsp.writeFile(path.join(d, 'f'), 'abc');
       return code(fsp.truncate(path.join(d, 'f'), MAX_FILE + 1));
     })).toEqual(both('EFBIG'));
     expect(await fsp.readFile(path.join(m.mp, 'efbig-truncate', 'f'), 'utf8')).toBe('abc');
   });
-  it('the last byte below 16 TiB can be written and read back; the size is then 16 TiB', async () => {
+  it('the last byte below the maximum size can be written and read back; the size is then the maximum', async () => {
     const p = path.join(m.mp, 'efbig-last-byte');
     const fh = await fsp.open(p, 'w+');
     try {
@@ -479,7 +425,7 @@ describe('errno: file size limit (EFBIG at 16 TiB with 4 KiB blocks)', () => {
     }
     await fsp.unlink(p);
   });
-  it('a write that crosses 16 TiB is short: only the bytes below the limit are written', async () => {
+  it('a write that crosses the maximum size is short: only the bytes below the limit are written', async () => {
     const p = path.join(m.mp, 'efbig-cross');
     const fh = await fsp.open(p, 'w+');
     try {
@@ -492,7 +438,7 @@ describe('errno: file size limit (EFBIG at 16 TiB with 4 KiB blocks)', () => {
     }
     await fsp.unlink(p);
   });
-  it('truncate to exactly 16 TiB works', async () => {
+  it('truncate to exactly the maximum size works', async () => {
     const p = path.join(m.mp, 'efbig-truncate-max');
     await fsp.writeFile(p, '');
     await fsp.truncate(p, MAX_FILE);

@@ -1,0 +1,112 @@
+/**
+ * A loop-mounted ext4 image, the reference the errno and hostile-input tests compare
+ * pagefs with, and the small helpers that run one step on both and collect the answers.
+ *
+ * mkfs.ext4 picks 1 KiB blocks for images under 512 MiB; pass blockSize where the answer
+ * depends on it (the maximum file size is (2^32 - 1) blocks).
+ */
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { run, type Mounted } from './mount.js';
+
+export interface Ext4 {
+  dir: string;
+  img: string;
+  mp: string;
+  /** Unmounts and mounts the image again (the kernel forgets every cached inode). */
+  remount(): Promise<void>;
+  /** Unmounts, detaches the loop device and removes the image; safe to call twice. */
+  cleanup(): Promise<void>;
+}
+
+export interface Ext4Options {
+  size?: string;
+  blockSize?: number;
+  /** More mkfs.ext4 arguments (e.g. ['-E', 'lazy_itable_init=0']). */
+  mkfsArgs?: string[];
+}
+
+async function must(cmd: string, args: string[], timeoutMs = 30_000): Promise<void> {
+  const r = await run(cmd, args, { timeoutMs });
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')}: exit ${r.code}: ${r.stderr}`);
+}
+
+export async function mountExt4(opts: Ext4Options = {}): Promise<Ext4> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagefs-ext4-'));
+  fs.chmodSync(dir, 0o755); // traversable by nobody, for the EACCES cases
+  const img = path.join(dir, 'ext4.img');
+  const mp = path.join(dir, 'mnt');
+  fs.mkdirSync(mp);
+  let mounted = false;
+  const mount = async () => { await must('mount', ['-o', 'loop', img, mp]); mounted = true; };
+  const umount = async () => {
+    if (!mounted) return;
+    const r = await run('umount', [mp], { timeoutMs: 30_000 });
+    if (r.code !== 0) await run('umount', ['-l', mp], { timeoutMs: 10_000 });
+    mounted = false;
+  };
+  try {
+    await must('truncate', ['-s', opts.size ?? '64M', img], 10_000);
+    await must('mkfs.ext4', ['-q', '-F', ...(opts.blockSize ? ['-b', String(opts.blockSize)] : []), ...(opts.mkfsArgs ?? []), img], 60_000);
+    await mount();
+  } catch (e) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+  return {
+    dir, img, mp,
+    async remount() { await umount(); await mount(); },
+    async cleanup() {
+      await umount();
+      // mount -o loop sets autoclear; detach explicitly in case it did not.
+      const l = await run('losetup', ['-j', img], { timeoutMs: 10_000 });
+      for (const line of l.stdout.split('\n')) {
+        const dev = line.split(':')[0];
+        if (dev.startsWith('/dev/loop')) await run('losetup', ['-d', dev], { timeoutMs: 10_000 });
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The errno name a promise rejects with, or 'OK' (closing a FileHandle it resolves to). */
+export async function code(p: Promise<unknown>): Promise<string> {
+  try {
+    const r: any = await p;
+    if (r && typeof r.close === 'function' && typeof r.fd === 'number') await r.close();
+    return 'OK';
+  } catch (e: any) {
+    return e?.code ?? String(e);
+  }
+}
+
+/** The errno name a synchronous call throws (the `sys` module's calls), or what it returns. */
+export function codeSync<T>(fn: () => T): T | string {
+  try {
+    return fn();
+  } catch (e: any) {
+    if (typeof e?.code !== 'string' || !e.code.startsWith('E')) throw e;
+    return e.code;
+  }
+}
+
+export type Where = 'pagefs' | 'ext4';
+
+/**
+ * Runs `fn` in a fresh directory `name` on the pagefs mount and on ext4, returning each
+ * one's answer: `{ pagefs: ..., ext4: ... }`, compared by the caller in one expect so a
+ * failure shows both.
+ */
+export async function onBoth<T>(m: Mounted, extMp: string, name: string, fn: (dir: string, where: Where) => Promise<T>): Promise<Record<Where, T>> {
+  const out = {} as Record<Where, T>;
+  for (const [where, root] of [['pagefs', m.mp], ['ext4', extMp]] as [Where, string][]) {
+    const dir = path.join(root, name);
+    await fsp.mkdir(dir);
+    out[where] = await fn(dir, where);
+  }
+  return out;
+}
+
+export const both = <T>(c: T) => ({ pagefs: c, ext4: c });
