@@ -3,16 +3,18 @@
  * byte paths made by one python3 child per batch (a hung mount fails the batch by
  * timeout instead of hanging the worker), and the check that the daemon still answers.
  */
-import { expect } from 'vitest';
+import { beforeAll, afterAll } from 'vitest';
 import fsp from 'node:fs/promises';
 import { spawn } from 'node:child_process';
-import { expectCleanLog, type Mounted } from '../helpers/mount.js';
+import { mountFresh, expectCleanLog, type Mounted } from '../helpers/mount.js';
+import { mountExt4, type Ext4 } from '../helpers/ext4.js';
 
 /**
  * Runs each call with bytes paths (hex on the wire, so any byte but NUL goes through) and
  * prints one JSON answer per call: 'OK', the errno name, or the call's result. Calls:
  * create, mkdir, rmdir, unlink, symlink TARGET PATH, link OLD NEW, rename OLD NEW,
- * mknod (a FIFO), stat ([type, nlink, size]), lstat, readlink (hex), listdir (sorted
+ * mknod (a FIFO), stat ([type, nlink, size]; a directory's size is null: filesystems
+ * differ there), lstat, readlink (hex), listdir (sorted
  * hex names), read (hex of the contents), write PATH HEXDATA, chdir_mkdirs N NAME (mkdir
  * NAME and chdir into it N times: a tree deeper than PATH_MAX), chdir_rmdirs N NAME (the
  * same tree removed from the bottom up; the first call must be cwd at the top),
@@ -42,7 +44,7 @@ def one(c):
     elif op == 'mknod': os.mknod(b(a[0]), 0o644 | 0o010000)
     elif op in ('stat', 'lstat'):
         s = (os.stat if op == 'stat' else os.lstat)(b(a[0]))
-        return [s.st_mode >> 12, s.st_nlink, s.st_size]
+        return [s.st_mode >> 12, s.st_nlink, None if s.st_mode >> 12 == 4 else s.st_size]
     elif op == 'readlink': return os.readlink(b(a[0])).hex()
     elif op == 'listdir': return sorted(n.hex() for n in os.listdir(b(a[0])))
     elif op == 'read':
@@ -119,4 +121,20 @@ async function runWithInput(cmd: string, args: string[], input: string, opts: { 
 export async function expectDaemonWell(m: Mounted): Promise<void> {
   await fsp.stat(m.mp);
   expectCleanLog(m);
+}
+
+export interface Both { m: Mounted; ext4: Ext4 }
+
+/** A fresh pagefs and a loop-mounted ext4, both with 4 KiB blocks, for one test file's tests. */
+export function mountBothForFile(): Both {
+  const both = {} as Both;
+  beforeAll(async () => {
+    both.ext4 = await mountExt4({ blockSize: 4096 });
+    both.m = await mountFresh({ blockSize: 4096 });
+  }, 120_000);
+  afterAll(async () => {
+    await both.m?.cleanup();
+    await both.ext4?.cleanup();
+  }, 120_000);
+  return both;
 }

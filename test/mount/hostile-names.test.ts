@@ -10,29 +10,18 @@
  * kernel splits at '/' and stops at NUL); pagefs refuses both in a name anyway (EINVAL,
  * src/vfs/names.ts) should a request carry one.
  */
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { mountFresh, expectCleanLog, type Mounted } from '../helpers/mount.js';
-import { mountExt4, type Ext4, type Where } from '../helpers/ext4.js';
+import { expectCleanLog } from '../helpers/mount.js';
+import { type Where } from '../helpers/ext4.js';
 import { fcParams } from '../helpers/fc.js';
-import { pyCalls, expectDaemonWell, type Call } from './hostile-lib.js';
+import { pyCalls, expectDaemonWell, mountBothForFile, type Call } from './hostile-lib.js';
 
-let m: Mounted;
-let ext4: Ext4;
+const env = mountBothForFile();
 
-beforeAll(async () => {
-  ext4 = await mountExt4({ blockSize: 4096 });
-  m = await mountFresh({ blockSize: 4096 });
-}, 120_000);
-
-afterAll(async () => {
-  await m?.cleanup();
-  await ext4?.cleanup();
-}, 120_000);
-
-const roots = (): Record<Where, string> => ({ pagefs: m.mp, ext4: ext4.mp });
+const roots = (): Record<Where, string> => ({ pagefs: env.m.mp, ext4: env.ext4.mp });
 
 /** A directory `name` on both sides, and the calls `make(dir)` in it; the answers of each side. */
 async function onBoth(name: string, make: (dir: Buffer) => Call[]): Promise<Record<Where, unknown[]>> {
@@ -71,7 +60,7 @@ describe('name and target lengths', () => {
     // Not a vacuous comparison: 255 bytes worked and 256 did not.
     expect(res.pagefs.slice(2, 15)).toEqual(['OK', 'OK', 'OK', 'OK', 'OK', 'OK', 'OK', 'OK', 'OK', [8, 1, 0], 'OK', 'OK', 'ENOENT']);
     expect(res.pagefs.slice(15, 28).every((r) => r === 'ENAMETOOLONG' || r === 'ENOENT')).toBe(true);
-    await expectDaemonWell(m);
+    await expectDaemonWell(env.m);
   });
 
   it('symlink targets up to PATH_MAX - 1 bytes are kept exactly; PATH_MAX bytes: ENAMETOOLONG', async () => {
@@ -82,7 +71,7 @@ describe('name and target lengths', () => {
     expect(res.pagefs).toEqual(res.ext4);
     expect(res.pagefs.slice(0, 6)).toEqual(['OK', target(4094).toString('hex'), [10, 1, 4094], 'OK', target(4095).toString('hex'), [10, 1, 4095]]);
     expect(res.pagefs[6]).toBe('ENAMETOOLONG');
-    await expectDaemonWell(m);
+    await expectDaemonWell(env.m);
   });
 });
 
@@ -102,7 +91,7 @@ describe('"", "." and ".." as the last component', () => {
       return calls;
     });
     expect(res.pagefs).toEqual(res.ext4);
-    await expectDaemonWell(m);
+    await expectDaemonWell(env.m);
   });
 });
 
@@ -131,19 +120,19 @@ describe('non-UTF-8 names', () => {
       const listed = new Set(res.pagefs[files.length + dirs.length] as string[]);
       for (const f of files) expect(listed.has(f.toString('hex')), `${f.toString('hex')} listed`).toBe(true);
       made.set(name, files);
-      await expectDaemonWell(m);
-    }), fcParams<[Buffer[], Buffer[]]>(15));
+      await expectDaemonWell(env.m);
+    }), fcParams<[Buffer[], Buffer[]]>(10));
 
     // The same names, by the same bytes, from the store after a remount.
     const before = new Map<string, unknown[]>();
     const calls = (name: string): Call[] => {
-      const d = Buffer.from(path.join(m.mp, name));
+      const d = Buffer.from(path.join(env.m.mp, name));
       return [['listdir', d], ...made.get(name)!.flatMap((f): Call[] => [['stat', join(d, f)], ['read', join(d, f)]])];
     };
     for (const name of made.keys()) before.set(name, await pyCalls(calls(name)));
-    await m.unmount();
-    expectCleanLog(m);
-    await m.remount();
+    await env.m.unmount();
+    expectCleanLog(env.m);
+    await env.m.remount();
     for (const name of made.keys()) expect(await pyCalls(calls(name)), `${name} after the remount`).toEqual(before.get(name));
   }, 600_000);
 
@@ -156,7 +145,7 @@ describe('non-UTF-8 names', () => {
   });
 
   it('unmounts cleanly with a clean log', async () => {
-    await m.unmount();
-    expectCleanLog(m);
+    await env.m.unmount();
+    expectCleanLog(env.m);
   }, 120_000);
 });
