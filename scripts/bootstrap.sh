@@ -14,11 +14,13 @@ command -v fusermount3 >/dev/null 2>&1 || pkgs+=(fuse3)
 command -v pkg-config >/dev/null 2>&1 || pkgs+=(pkg-config)
 command -v make >/dev/null 2>&1 || pkgs+=(make)
 command -v g++ >/dev/null 2>&1 || pkgs+=(g++)
+command -v cc >/dev/null 2>&1 || pkgs+=(gcc)  # test/mount/dirlist.c
 command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
 # Used by the tests: real programs on the mount, ext4 images to compare errnos with.
 command -v git >/dev/null 2>&1 || pkgs+=(git)
 command -v mkfs.ext4 >/dev/null 2>&1 || pkgs+=(e2fsprogs)
 command -v setfattr >/dev/null 2>&1 || pkgs+=(attr)
+command -v setfacl >/dev/null 2>&1 || pkgs+=(acl)
 command -v fio >/dev/null 2>&1 || pkgs+=(fio)
 if [ "${#pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

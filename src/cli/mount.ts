@@ -105,6 +105,10 @@ export async function mountCommand(storeArg: string, mpArg: string, opts: MountO
     if (readyFd !== null) fs.writeSync(readyFd, msg + '\n');
   };
   const log = (msg: string) => process.stderr.write(`${new Date().toISOString()} pagefs[${process.pid}]: ${msg}\n`);
+  // The log is STORE.log by default, on the store's filesystem: when that turns read-only
+  // the log cannot be written either, and a failed log write must not kill the daemon
+  // (it did: the line reporting the fault was the one that crashed it).
+  process.stderr.on('error', () => undefined);
   try {
     const code = await runDaemon({
       store, mountpoint, fuseOpts: parsed.fuseOpts, cacheBytes: parsed.cacheBytes, debugLocks: parsed.debugLocks,

@@ -12,6 +12,7 @@ import { Vfs } from '../vfs/vfs.js';
 import { ReaderPool } from '../store/readers.js';
 import { fillDebug } from '../cache/fill.js';
 import { lockChecker } from '../cache/lockcheck.js';
+import { storeFault } from '../store/faults.js';
 
 export interface DaemonOptions {
   store: string;
@@ -35,6 +36,7 @@ const CAP = {
   ASYNC_READ: 1 << 0,
   ATOMIC_O_TRUNC: 1 << 3,
   EXPORT_SUPPORT: 1 << 4,
+  DONT_MASK: 1 << 6,
   SPLICE_WRITE: 1 << 7,
   SPLICE_MOVE: 1 << 8,
   SPLICE_READ: 1 << 9,
@@ -44,6 +46,7 @@ const CAP = {
   ASYNC_DIO: 1 << 15,
   WRITEBACK_CACHE: 1 << 16,
   PARALLEL_DIROPS: 1 << 18,
+  POSIX_ACL: 1 << 19,
   EXPLICIT_INVAL_DATA: 1 << 25,
 };
 
@@ -52,7 +55,11 @@ export function mountConfig(): MountConfig {
     ops: Dispatcher.opCodes(),
     // Our own invalidations are explicit (notify_inval_inode); AUTO_INVAL_DATA would drop
     // the kernel's whole cache of a file whenever its mtime moves, i.e. after every write.
-    want: CAP.ASYNC_READ | CAP.READDIRPLUS | CAP.PARALLEL_DIROPS | CAP.EXPLICIT_INVAL_DATA | CAP.EXPORT_SUPPORT,
+    // POSIX_ACL: the kernel enforces ACLs; the mode/ACL bookkeeping is ours (src/vfs/acl.ts).
+    // DONT_MASK: the umask or the parent's default ACL, never both, applies to a new
+    // inode, so the kernel must leave the mode alone and send the umask beside it.
+    want: CAP.ASYNC_READ | CAP.READDIRPLUS | CAP.PARALLEL_DIROPS | CAP.EXPLICIT_INVAL_DATA | CAP.EXPORT_SUPPORT
+      | CAP.POSIX_ACL | CAP.DONT_MASK,
     // Splice would hand us pipe buffers we then copy anyway; writeback cache moves size and
     // mtime ownership into the kernel (design.md §5a): off until the page cache is proven.
     unwant: CAP.AUTO_INVAL_DATA | CAP.WRITEBACK_CACHE | CAP.SPLICE_READ | CAP.SPLICE_WRITE | CAP.SPLICE_MOVE | CAP.READDIRPLUS_AUTO,
@@ -71,10 +78,11 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
   fillDebug.beforeInsertMs = opts.delays.beforeInsert;
 
   const store = Store.open(opts.store, { readonly: false, cmd: 'pagefs mount' });
+  store.health.log = opts.log;
   store.claim(currentOwner());
   const fuse = fuseBinding();
   const notify = new NotifyQueue(fuse, opts.log);
-  const readers = new ReaderPool(opts.store, opts.readThreads, store.blocks);
+  const readers = new ReaderPool(opts.store, opts.readThreads, store.blocks, opts.log);
   const vfs = new Vfs(store, { cacheBytes: opts.cacheBytes, invalidator: notify, readBlocks: (p) => readers.read(p) });
   const orphans = vfs.recoverOrphans();
   if (orphans > 0) opts.log(`removed ${orphans} orphaned inode(s) left by an unclean shutdown`);
@@ -111,7 +119,8 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
         vfs.shutdown();
         store.release();
       } catch (e) {
-        opts.log(`shutdown: ${(e as Error).stack}`);
+        const fault = storeFault(e);
+        opts.log(fault ? `shutdown: the store could not be written, whatever was still dirty is lost: ${fault.message}` : `shutdown: ${(e as Error).stack}`);
         code = 1;
       }
       store.close();
@@ -124,6 +133,8 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
       log: opts.log,
       onEvent: (op, args) => {
         if (op === OP.INIT) {
+          vfs.posixAcl = (args[1] & CAP.POSIX_ACL) !== 0;
+          if (!vfs.posixAcl) opts.log('the kernel did not grant FUSE_POSIX_ACL: system.posix_acl_* xattrs are refused (EOPNOTSUPP)');
           opts.log(`mounted ${opts.store} on ${opts.mountpoint} (FUSE ${args[2]}.${args[3]}, max_write ${args[4]}, want 0x${(args[1] >>> 0).toString(16)})`);
           opts.onReady();
         } else if (op === OP.EXIT) {
@@ -155,7 +166,10 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
       try {
         vfs.writebackAll();
       } catch (e) {
-        opts.log(`periodic writeback: ${(e as Error).stack}`);
+        // A store fault: the pages stay dirty for the next round; say it once, not every interval.
+        const fault = storeFault(e);
+        if (fault) store.health.fault(fault);
+        else opts.log(`periodic writeback: ${(e as Error).stack}`);
       }
     }, opts.writebackIntervalMs);
     timer.unref();

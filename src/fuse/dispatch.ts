@@ -2,12 +2,13 @@
  * The dispatcher: every request from the addon comes here, runs its op's VFS call and
  * gets exactly one reply. A handler that returns a plain value is answered in the same
  * turn of the event loop (no request can run in between); one that returns a promise is
- * answered when it settles. Errors: FsError -> its errno; anything else -> EIO and a
- * log line with the stack, and the daemon keeps serving.
+ * answered when it settles. Errors: FsError -> its errno; a fault of the store's file
+ * (src/store/faults.ts) -> its errno and one log line per fault; anything else -> EIO and
+ * a log line with the stack, and the daemon keeps serving.
  */
 import type { FuseBinding, Req } from './binding.js';
 import { OP } from './binding.js';
-import { OPS, type OpDef, type ReplyKind, type OpenOut, type CreateOut, type XattrOut, type DirOut } from './ops.js';
+import { OPS, type OpDef, type ReplyKind, type OpenOut, type CreateOut, type XattrOut, type DirOut, type IoctlOut } from './ops.js';
 import { encodeAttr, scratchAttr } from './attrs.js';
 import type { Vfs, Caller } from '../vfs/vfs.js';
 import type { Inode } from '../vfs/inode.js';
@@ -16,6 +17,7 @@ import type { StatfsOut } from '../vfs/statfs.js';
 import { lookedUp } from '../vfs/readdir.js';
 import { FsError, errnoNumber } from '../util/errors.js';
 import { LockOrderError } from '../cache/lockcheck.js';
+import { storeFault } from '../store/faults.js';
 
 export interface DispatchOptions {
   attrTimeout: number;
@@ -64,26 +66,32 @@ export class Dispatcher {
 
   private fail(req: Req, def: OpDef, e: unknown): void {
     if (e instanceof FsError) {
-      this.fuse.replyErr(req, e.errno);
+      this.replyErr(req, def, e.errno);
       return;
     }
-    const code = (e as { code?: unknown })?.code;
-    if (typeof code === 'string' && code.startsWith('SQLITE_')) {
-      // The store's own filesystem is full: the writer's problem, not a daemon fault.
-      if (code === 'SQLITE_FULL') {
-        this.opts.log(`${def.name}: the store's filesystem is full (${(e as Error).message})`);
-        this.fuse.replyErr(req, errnoNumber('ENOSPC'));
-        return;
-      }
-      this.errors++;
-      this.opts.log(`${def.name}: store error ${code}: ${(e as Error).message}`);
-      this.fuse.replyErr(req, errnoNumber('EIO'));
+    // The store's file failed (full, read-only, removed, locked): logged once per fault, not per request.
+    const fault = storeFault(e);
+    if (fault) {
+      this.vfs.store.health.fault(fault);
+      this.replyErr(req, def, errnoNumber(fault.errno));
       return;
     }
     this.errors++;
+    const code = (e as { code?: unknown })?.code;
+    if (typeof code === 'string' && code.startsWith('SQLITE_')) {
+      this.opts.log(`${def.name}: store error ${code}: ${(e as Error).message}`);
+      this.replyErr(req, def, errnoNumber('EIO'));
+      return;
+    }
     const what = e instanceof LockOrderError ? 'lock checker' : 'internal error';
     this.opts.log(`${def.name}: ${what}: ${(e as Error)?.stack ?? e}`);
-    this.fuse.replyErr(req, errnoNumber('EIO'));
+    this.replyErr(req, def, errnoNumber('EIO'));
+  }
+
+  /** A forget expects no reply at all, even when it failed (a store fault at its writeback). */
+  private replyErr(req: Req, def: OpDef, errno: number): void {
+    if (def.reply === 'none') this.fuse.replyNone(req);
+    else this.fuse.replyErr(req, errno);
   }
 
   private send(req: Req, def: OpDef, r: any): void {
@@ -131,7 +139,10 @@ export class Dispatcher {
         return 'size' in x ? f.replyXattr(req, x.size) : f.replyBuf(req, x.data);
       }
       case 'lseek': return f.replyLseek(req, r as number);
-      case 'ioctl': return f.replyIoctl(req, r as number, null);
+      case 'ioctl': {
+        const o = r as IoctlOut;
+        return typeof o === 'number' ? f.replyIoctl(req, o, null) : f.replyIoctl(req, o.result, o.out);
+      }
       case 'dir':
       case 'dirplus': return this.replyDir(req, r as DirOut, kind === 'dirplus');
     }

@@ -17,6 +17,7 @@ import * as copy from '../vfs/copy.js';
 import * as xattr from '../vfs/xattr.js';
 import { statfs } from '../vfs/statfs.js';
 import * as shift from '../vfs/shift.js';
+import * as flags from '../vfs/flags.js';
 import { fsErr } from '../util/errors.js';
 import type { ReadResult } from '../vfs/io.js';
 import type { DirEntry } from '../vfs/readdir.js';
@@ -35,6 +36,8 @@ export interface OpenOut { fh: number; flags: number }
 export interface CreateOut { inode: Inode; fh: number; flags: number }
 /** Value of an xattr request: the bytes, or their size when the caller asked with size 0. */
 export type XattrOut = { size: number } | { data: Buffer };
+/** An ioctl's result, with the bytes copied back to the caller's argument for _IOR commands. */
+export type IoctlOut = number | { result: number; out: Buffer };
 export interface DirOut { entries: DirEntry[]; maxSize: number; vfs: Vfs }
 
 /**
@@ -104,7 +107,7 @@ export const OPS: Record<number, OpDef> = {
     name: 'read', reply: 'read',
     run: (v, _c, ino: number, size: number, off: number, fh: number): ReadResult | Promise<ReadResult> => io.read(v, fh, ino, size, off),
   },
-  [OP.WRITE]: { name: 'write', reply: 'write', run: (v, _c, ino: number, data: Buffer, off: number, fh: number) => io.write(v, fh, ino, data, off) },
+  [OP.WRITE]: { name: 'write', reply: 'write', run: (v, c, ino: number, data: Buffer, off: number, fh: number) => io.write(v, c, fh, ino, data, off) },
   [OP.FLUSH]: { name: 'flush', reply: 'ok', run: (v, _c, ino: number, fh: number) => io.flush(v, fh, ino) },
   [OP.RELEASE]: { name: 'release', reply: 'ok', run: (v, _c, ino: number, fh: number) => io.release(v, fh, ino) },
   [OP.FSYNC]: { name: 'fsync', reply: 'ok', run: (v, _c, ino: number, _datasync: number, fh: number | null) => io.fsync(v, fh, ino) },
@@ -122,7 +125,7 @@ export const OPS: Record<number, OpDef> = {
   [OP.STATFS]: { name: 'statfs', reply: 'statfs', run: (v) => statfs(v) },
   [OP.SETXATTR]: {
     name: 'setxattr', reply: 'ok',
-    run: (v, _c, ino: number, name: Buffer, value: Buffer, flags: number) => xattr.setxattr(v, ino, name, value, flags),
+    run: (v, c, ino: number, name: Buffer, value: Buffer, flags: number) => xattr.setxattr(v, c, ino, name, value, flags),
   },
   [OP.GETXATTR]: {
     name: 'getxattr', reply: 'xattr',
@@ -149,7 +152,17 @@ export const OPS: Record<number, OpDef> = {
   },
   [OP.IOCTL]: {
     name: 'ioctl', reply: 'ioctl',
-    run: async (v, _c, ino: number, cmd: number, fh: number, _flags: number, inBuf: Buffer | null) => {
+    run: async (v, c, ino: number, cmd: number, fh: number, _flags: number, inBuf: Buffer | null): Promise<IoctlOut> => {
+      if (cmd === flags.FS_IOC_GETFLAGS) return { result: 0, out: flags.getFlags(v, fh, ino) };
+      if (cmd === flags.FS_IOC_SETFLAGS) {
+        flags.setFlags(v, c, fh, ino, inBuf);
+        return 0;
+      }
+      if (cmd === flags.FS_IOC_FSGETXATTR) return { result: 0, out: flags.getXattrFlags(v, fh, ino) };
+      if (cmd === flags.FS_IOC_FSSETXATTR) {
+        flags.setXattrFlags(v, c, fh, ino, inBuf);
+        return 0;
+      }
       if (cmd === shift.PAGEFS_IOC_COLLAPSE_RANGE || cmd === shift.PAGEFS_IOC_INSERT_RANGE) {
         const { offset, length } = shift.decodeRange(inBuf);
         if (cmd === shift.PAGEFS_IOC_COLLAPSE_RANGE) await shift.collapseRange(v, fh, ino, offset, length);

@@ -18,6 +18,7 @@ export class DentryTable {
   private readonly anyStmt;
   private readonly deleteAllStmt;
   private readonly parentStmt;
+  private readonly retargetStmt;
 
   constructor(db: DB) {
     this.lookupStmt = db.prepare('SELECT ino FROM dentries WHERE parent = ? AND name = ?').pluck();
@@ -27,6 +28,7 @@ export class DentryTable {
     this.anyStmt = db.prepare('SELECT 1 FROM dentries WHERE parent = ? LIMIT 1').pluck();
     this.deleteAllStmt = db.prepare('DELETE FROM dentries WHERE parent = ?');
     this.parentStmt = db.prepare('SELECT parent FROM dentries WHERE ino = ? LIMIT 1').pluck();
+    this.retargetStmt = db.prepare('UPDATE dentries SET ino = ? WHERE parent = ? AND name = ?');
   }
 
   lookup(parent: number, name: Buffer): number | undefined {
@@ -35,6 +37,15 @@ export class DentryTable {
 
   insert(parent: number, name: Buffer, ino: number): void {
     this.insertStmt.run(parent, name, ino);
+  }
+
+  /**
+   * Points an existing entry at another inode, keeping its row id: a name that exists
+   * throughout a rename over it or an exchange keeps its place in listings (a new row
+   * would give it a new cookie, and a listing under way would show it twice).
+   */
+  retarget(parent: number, name: Buffer, ino: number): void {
+    this.retargetStmt.run(ino, parent, name);
   }
 
   remove(parent: number, name: Buffer): void {

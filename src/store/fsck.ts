@@ -3,7 +3,8 @@
  * and lists each violation as one line. Read-only: it reports, it never repairs.
  */
 import type { DB, Superblock } from './open.js';
-import { BMAP_UNWRITTEN, ROOT_INO } from './schema.js';
+import { BMAP_UNWRITTEN, INODE_FLAGS, ROOT_INO } from './schema.js';
+import { aclProblem } from '../util/posixacl.js';
 
 export interface FsckReport {
   problems: string[];
@@ -80,6 +81,14 @@ export function fsck(db: DB, sb: Superblock): FsckReport {
     (r) => `symlink ${r.ino} has no target or a size that differs from it`);
   report(all(`SELECT x.ino FROM xattrs x LEFT JOIN inodes i ON i.ino = x.ino WHERE i.ino IS NULL GROUP BY x.ino`),
     (r) => `xattrs belong to inode ${r.ino}, which does not exist`);
+  // I8: ACL rows.
+  report(all(`SELECT x.ino, x.name, x.value, i.mode FROM xattrs x JOIN inodes i ON i.ino = x.ino
+              WHERE x.name IN (CAST('system.posix_acl_access' AS BLOB), CAST('system.posix_acl_default' AS BLOB))`)
+    .map((r) => ({ ...r, problem: aclProblem(r.name, r.value, r.mode) })).filter((r) => r.problem),
+  (r) => `inode ${r.ino}: ${Buffer.from(r.name).toString('latin1')}: ${r.problem}`);
+  // I9
+  report(all(`SELECT ino, flags FROM inodes WHERE (flags & ~${INODE_FLAGS}) != 0`),
+    (r) => `inode ${r.ino} has unknown flags 0x${(r.flags as number).toString(16)}`);
   // I7: orphans are legal after a crash; the next mount removes them.
   const orphans = one('SELECT count(*) FROM inodes WHERE nlink = 0') as number;
   if (orphans > 0) notes.push(`${orphans} orphaned inode(s) (unlinked while open when the daemon stopped); the next mount removes them`);

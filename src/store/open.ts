@@ -7,6 +7,7 @@ import crypto from 'node:crypto';
 import Database from 'better-sqlite3';
 import { DDL, FORMAT_VERSION, MAGIC, ROOT_INO, SQLITE_PAGE_SIZE } from './schema.js';
 import { UserError } from '../util/errors.js';
+import { BUSY_TIMEOUT_MS } from './faults.js';
 
 export type DB = Database.Database;
 
@@ -33,7 +34,7 @@ export function validBlockSize(n: number): boolean {
  * through SQLite's page cache; cache_size keeps the b-tree interior pages hot.
  */
 export function applyPragmas(db: DB, readonly: boolean): void {
-  db.pragma('busy_timeout = 5000');
+  db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
   if (!readonly) {
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');

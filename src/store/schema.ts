@@ -9,8 +9,11 @@
  *                handed out), next_generation, and the owner of the mount
  *                (owner_pid, owner_start, owner_boot: who holds the store mounted).
  *   inodes       ino (rowid, AUTOINCREMENT so a number is never reused; 1 is the root),
- *                generation, mode, nlink, uid, gid, rdev, size, flags, a/m/c/btime as
- *                seconds + nanoseconds, target (symlink target bytes, else NULL).
+ *                generation, mode, nlink, uid, gid, rdev, size, flags (the FS_*_FL bits of
+ *                chattr: IMMUTABLE 0x10, APPEND 0x20, NODUMP 0x40, NOATIME 0x80; stores
+ *                made before flags were kept hold 0), a/m/c/btime as seconds +
+ *                nanoseconds (btime: creation, set once), target (symlink target bytes,
+ *                else NULL).
  *   dentries     id (rowid: the readdir cookie; a new entry always gets a larger id, so a
  *                listing resumed at a cookie never repeats an entry), parent, name (raw
  *                bytes, 1..255, no '/' or NUL), ino. UNIQUE(parent, name).
@@ -22,7 +25,8 @@
  *   data         pblock -> bytes (exactly block_size). A freed block keeps its bytes, as a
  *                disk does; that is what makes reading a stale mapping dangerous, and why
  *                the invalidate_lock exists.
- *   xattrs       (ino, name) -> value.
+ *   xattrs       (ino, name) -> value. system.posix_acl_access and system.posix_acl_default
+ *                hold POSIX ACLs in the kernel's xattr format (src/util/posixacl.ts).
  *
  * INVARIANTS (checked by fsck)
  *   I1  every pblock in [1, next_pblock) is in exactly one of refs, free_blocks.
@@ -36,6 +40,10 @@
  *       fallocate KEEP_SIZE (those rows are UNWRITTEN or written beyond EOF by design).
  *   I7  an inode with nlink = 0 is an orphan: it lives only while the daemon that
  *       unlinked it still has it open or looked up, and is removed at the next mount.
+ *   I8  a system.posix_acl_* value is a valid ACL with at least one entry beyond those
+ *       the mode expresses (an equivalent access ACL is kept as the mode alone); a default
+ *       ACL belongs to a directory; symlinks carry none.
+ *   I9  inodes.flags has no bit outside INODE_FLAGS.
  *
  * Each operation that changes metadata runs in one SQLite transaction, so a crash at any
  * instant leaves every invariant true.
@@ -45,6 +53,8 @@ export const MAGIC = 'pagefs';
 export const FORMAT_VERSION = 1;
 export const ROOT_INO = 1;
 export const BMAP_UNWRITTEN = 1;
+/** The inode flag bits a store may hold (FS_IMMUTABLE_FL | FS_APPEND_FL | FS_NODUMP_FL | FS_NOATIME_FL). */
+export const INODE_FLAGS = 0xf0;
 
 export const DDL = `
 CREATE TABLE superblock (

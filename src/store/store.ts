@@ -15,6 +15,7 @@ import { DentryTable } from './dentries.js';
 import { BlockTable } from './blocks.js';
 import { XattrTable } from './xattrs.js';
 import { UserError } from '../util/errors.js';
+import { StoreHealth, StoreGoneError } from './faults.js';
 
 export interface Owner {
   pid: number;
@@ -31,6 +32,12 @@ export class Store {
   private readonly bumpGenStmt;
   private readonly setHwmStmt;
   private depth = 0;
+  /** A commit since the last durable one: the WAL may hold frames not yet synced. */
+  private unsynced = true;
+  readonly health = new StoreHealth();
+  /** Our own descriptor of the store's file, to see it unlinked (SQLite does not, in WAL mode). */
+  private readonly watchFd: number;
+  private readonly totalChangesStmt;
 
   constructor(readonly db: DB, readonly sb: Superblock, readonly path: string) {
     this.inodes = new InodeTable(db);
@@ -40,6 +47,8 @@ export class Store {
     this.nextGenStmt = db.prepare('SELECT next_generation FROM superblock WHERE id = 1').pluck();
     this.bumpGenStmt = db.prepare('UPDATE superblock SET next_generation = next_generation + 1 WHERE id = 1');
     this.setHwmStmt = db.prepare('UPDATE superblock SET next_pblock = ? WHERE id = 1');
+    this.totalChangesStmt = db.prepare('SELECT total_changes()').pluck();
+    this.watchFd = fs.openSync(path, 'r');
   }
 
   static open(path: string, opts: { readonly: boolean; cmd: string }): Store {
@@ -47,17 +56,30 @@ export class Store {
     return new Store(db, sb, path);
   }
 
-  /** Runs `fn` as one transaction (nested calls join the outer one). */
+  /**
+   * Runs `fn` as one transaction (nested calls join the outer one). IMMEDIATE: the write
+   * lock is taken at BEGIN, where SQLite's busy handler waits out another process's lock
+   * (busy_timeout); a deferred transaction that read first could instead fail at once
+   * with SQLITE_BUSY_SNAPSHOT when it tries to write. The daemon is the only writer, so
+   * taking the lock early costs nothing.
+   */
   txn<T>(fn: () => T): T {
     if (this.depth > 0) return fn();
+    // An unlinked store would take every commit and lose it all when we close it.
+    if (fs.fstatSync(this.watchFd).nlink === 0) throw new StoreGoneError(`the store ${this.path} was removed (unlinked) under the running daemon`);
     const saved = this.blocks.snapshot();
+    const before = this.health.faulty ? this.totalChangesStmt.get() as number : 0;
     this.depth++;
     try {
-      return this.db.transaction(() => {
+      const r = this.db.transaction(() => {
         const r = fn();
         if (this.blocks.hwm !== saved.hwm) this.setHwmStmt.run(this.blocks.hwm);
         return r;
-      })();
+      }).immediate();
+      // Only a commit that wrote something shows the fault is over (a read-only one would commit on a read-only file too).
+      if (this.health.faulty && this.totalChangesStmt.get() !== before) this.health.ok();
+      this.unsynced = true;
+      return r;
     } catch (e) {
       this.blocks.restore(saved);
       throw e;
@@ -68,12 +90,21 @@ export class Store {
 
   /**
    * Runs `fn` as one transaction committed with synchronous=FULL, so that what fsync(2)
-   * promised survives power loss and not only a daemon crash.
+   * promised survives power loss and not only a daemon crash. When earlier commits
+   * (synchronous=NORMAL) may still be unsynced in the WAL, the transaction surely writes
+   * (a generation number is used up): SQLite commits no frame for an update that changes
+   * nothing, and a commit without a frame syncs nothing.
    */
   durably<T>(fn: () => T): T {
     this.db.pragma('synchronous = FULL');
     try {
-      return this.txn(fn);
+      const r = this.txn(() => {
+        const r = fn();
+        if (this.unsynced) this.bumpGenStmt.run();
+        return r;
+      });
+      this.unsynced = false;
+      return r;
     } finally {
       this.db.pragma('synchronous = NORMAL');
     }
@@ -88,6 +119,9 @@ export class Store {
 
   close(): void {
     if (this.db.open) this.db.close();
+    try {
+      fs.closeSync(this.watchFd);
+    } catch { /* closed already */ }
   }
 
   // ---- mount ownership: one daemon per store ----

@@ -17,46 +17,15 @@ import path from 'node:path';
 import { sys, FALLOC, SEEK_DATA, SEEK_HOLE, PROT_READ, PROT_WRITE, MAP_SHARED, MS_SYNC } from '../sys/index.js';
 import { PAGEFS_IOC_COLLAPSE_RANGE, PAGEFS_IOC_INSERT_RANGE, encodeRange } from '../vfs/shift.js';
 import { Rng } from './rng.js';
-import { stampBlock, classify, describeStamp, STAMP_LEN, type Stamp } from './stamp.js';
+import { stampBlock } from './stamp.js';
+import { Provenance, firstDifference, randomBytes } from './fsx-provenance.js';
 import { FileModel } from './fsx-model.js';
 import { probeOperations, type Probe } from './fsx-probe.js';
+import { FSX_OPS, type FsxOp } from './fsx-ops.js';
+
+export { FSX_OPS, DEFAULT_MIX, OP_HELP, type FsxOp } from './fsx-ops.js';
 
 export type { Probe };
-
-export const FSX_OPS = [
-  'read', 'write', 'mapread', 'mapwrite', 'dread', 'truncate',
-  'falloc', 'falloc_keep', 'punch', 'zero', 'zero_keep', 'collapse', 'insert',
-  'copy', 'fsync', 'reopen', 'seek',
-] as const;
-export type FsxOp = (typeof FSX_OPS)[number];
-
-/** Relative frequencies; --op-mix overrides single entries (0 switches an operation off). */
-export const DEFAULT_MIX: Record<FsxOp, number> = {
-  read: 20, write: 20, mapread: 8, mapwrite: 8, dread: 3, truncate: 6,
-  falloc: 3, falloc_keep: 3, punch: 5, zero: 4, zero_keep: 3, collapse: 3, insert: 3,
-  copy: 8, fsync: 2, reopen: 2, seek: 3,
-};
-
-/** What each operation does, for --help and the README. */
-export const OP_HELP: Record<FsxOp, string> = {
-  read: 'pread(2), checked against the model (and fstat size)',
-  write: 'pwrite(2): stamped blocks when block-aligned, random bytes otherwise',
-  mapread: 'mmap MAP_SHARED PROT_READ of the file, read a range, and the rest of the EOF page must be zero',
-  mapwrite: 'mmap MAP_SHARED PROT_READ|PROT_WRITE, store, msync(MS_SYNC) (ftruncate first when it extends)',
-  dread: 'O_DIRECT pread of page-aligned ranges',
-  truncate: 'ftruncate up or down',
-  falloc: 'fallocate mode 0',
-  falloc_keep: 'fallocate KEEP_SIZE',
-  punch: 'fallocate PUNCH_HOLE|KEEP_SIZE',
-  zero: 'fallocate ZERO_RANGE',
-  zero_keep: 'fallocate ZERO_RANGE|KEEP_SIZE',
-  collapse: 'fallocate COLLAPSE_RANGE (pagefs: its ioctl)',
-  insert: 'fallocate INSERT_RANGE (pagefs: its ioctl)',
-  copy: 'copy_file_range within a file and across files',
-  fsync: 'fsync(2)',
-  reopen: 'close and open again',
-  seek: 'lseek SEEK_DATA / SEEK_HOLE: no data skipped, a hole reads as zeros',
-};
 
 /** Stamps of file i carry file id FILE_ID_BASE + i (the race stress uses 1..4). */
 export const FILE_ID_BASE = 100;
@@ -109,22 +78,6 @@ export interface EngineState {
   failure?: FsxFailure;
 }
 
-/** A fast seeded byte source for write data (xorshift32), itself seeded from the Rng. */
-function randomBytes(seed: number, n: number): Buffer {
-  const b = Buffer.allocUnsafe(n);
-  let x = (seed | 0) || 0x9e3779b9;
-  let i = 0;
-  for (; i + 4 <= n; i += 4) {
-    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
-    b.writeInt32LE(x | 0, i);
-  }
-  for (; i < n; i++) {
-    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
-
 const hex = (n: number) => `0x${n.toString(16)}`;
 const code = (e: unknown) => (e as NodeJS.ErrnoException).code ?? (e as Error).message;
 
@@ -141,17 +94,13 @@ export class FsxEngine {
   private pickTable: FsxOp[] = [];
   private probed!: Probe;
   op = 0;
-  private gen = 0;
   readonly counts: Record<string, number> = {};
   bytesChecked = 0;
   remounts = 0;
   failure: FsxFailure | undefined;
   private readonly log: string[] = [];
   private cur = '';
-  /** Op code (index in FSX_OPS + 1) of every operation so far, for provenance. */
-  private opCodes = new Uint8Array(1024);
-  /** The operation that wrote each stamp generation. */
-  private genOps = new Uint32Array(1024);
+  private readonly prov = new Provenance(FSX_OPS);
 
   constructor(private readonly c: EngineConfig) {
     this.rng = new Rng(c.seed);
@@ -255,12 +204,7 @@ export class FsxEngine {
   }
 
   private setCode(op: FsxOp): void {
-    if (this.op >= this.opCodes.length) {
-      const n = new Uint8Array(this.opCodes.length * 2);
-      n.set(this.opCodes);
-      this.opCodes = n;
-    }
-    this.opCodes[this.op] = FSX_OPS.indexOf(op) + 1;
+    this.prov.opStarts(this.op, op);
   }
 
   private note(text: string): void {
@@ -448,13 +392,7 @@ export class FsxEngine {
   private data(f: number, off: number, len: number): { data: Buffer; how: string } {
     const bs = this.bs;
     if (off % bs === 0 && len % bs === 0) {
-      const g = ++this.gen;
-      if (g >= this.genOps.length) {
-        const n = new Uint32Array(this.genOps.length * 2);
-        n.set(this.genOps);
-        this.genOps = n;
-      }
-      this.genOps[g] = this.op;
+      const g = this.prov.newGeneration(this.op);
       const buf = Buffer.allocUnsafe(len);
       for (let k = 0; k < len / bs; k++) stampBlock({ file: FILE_ID_BASE + f, block: off / bs + k, gen: g }, bs, buf, k * bs);
       return { data: buf, how: `stamped gen ${g}` };
@@ -548,13 +486,13 @@ export class FsxEngine {
       const end = p === 'ENXIO' ? m.size : p;
       const d = firstData(x, end);
       if (p !== 'ENXIO' && (p < x || p >= m.size)) bad = `returned ${hex(p)}, outside [${hex(x)}, size ${hex(m.size)})`;
-      else if (d >= 0) bad = `returned ${p === 'ENXIO' ? 'ENXIO' : hex(p)}, skipping data at ${hex(d)} (model byte ${hex(m.data[d])}, set by ${this.setBy(m.prov[d])})`;
+      else if (d >= 0) bad = `returned ${p === 'ENXIO' ? 'ENXIO' : hex(p)}, skipping data at ${hex(d)} (model byte ${hex(m.data[d])}, set by ${this.prov.setBy(m.prov[d])})`;
     } else if (p === 'ENXIO' || p < x || p > m.size) {
       bad = `returned ${p === 'ENXIO' ? 'ENXIO' : hex(p)}, outside [${hex(x)}, size ${hex(m.size)}]`;
     } else if (p < m.size) {
       // A hole reads as zeros, at least to the end of its block.
       const d = firstData(p, Math.min(m.size, (Math.floor(p / bs) + 1) * bs));
-      if (d >= 0) bad = `reported a hole at ${hex(p)}, but the model has data at ${hex(d)} (byte ${hex(m.data[d])}, set by ${this.setBy(m.prov[d])})`;
+      if (d >= 0) bad = `reported a hole at ${hex(p)}, but the model has data at ${hex(d)} (byte ${hex(m.data[d])}, set by ${this.prov.setBy(m.prov[d])})`;
     }
     if (bad) {
       this.fail({ kind: 'seek', what: `lseek ${name} from ${hex(x)} on f${f}: ${bad}`, file: `f${f}`, path: this.paths[f] });
@@ -578,26 +516,8 @@ export class FsxEngine {
     const expected = m.data.subarray(off, off + expectedLen);
     this.bytesChecked += Math.min(actual.length, expectedLen);
     if (actual.length === expectedLen && actual.equals(expected)) return;
-    const n = Math.max(actual.length, expectedLen);
-    const differs = (i: number) => i >= actual.length || i >= expectedLen || actual[i] !== expected[i];
-    let first = -1;
-    let differing = 0;
-    for (let i = 0; i < n; i++) if (differs(i)) { if (first < 0) first = i; differing++; }
-    // The first differing range: from the first differing byte while the gaps between differing bytes stay under 64.
-    let last = first;
-    for (let i = first; i < n && i - last < 64; i++) if (differs(i)) last = i;
+    const { first, last, differing } = firstDifference(expected, actual);
     const fileName = (id: number) => (id >= FILE_ID_BASE && id < FILE_ID_BASE + this.c.files ? `f${id - FILE_ID_BASE}` : `file id ${id} (not one of this run's files)`);
-    const whose = (buf: Buffer, i: number, base: number): string => {
-      if (i >= buf.length) return 'nothing (the read ended here)';
-      // The stamp the byte belongs to, if any: 32 candidate starts.
-      for (let s = Math.max(0, i - STAMP_LEN + 1); s <= i; s++) {
-        if (s + STAMP_LEN > buf.length) break;
-        const seen = classify(buf.subarray(s, s + STAMP_LEN));
-        if (seen.kind === 'stamp') return this.describeStamp(seen.stamp, fileName);
-      }
-      const w = buf.subarray(i, Math.min(buf.length, i + 32));
-      return w.every((b) => b === 0) ? 'zeros' : 'bytes that are no stamp (random data, or a torn block)';
-    };
     const o = off + first;
     this.fail({
       kind: 'data',
@@ -607,21 +527,10 @@ export class FsxEngine {
       readOffset: off, expectedLength: expectedLen, actualLength: actual.length,
       expectedHex: expected.subarray(first, Math.min(expectedLen, first + 32)).toString('hex'),
       actualHex: actual.subarray(first, Math.min(actual.length, first + 32)).toString('hex'),
-      expected: `${whose(m.data, o, 0)}; this offset last set by ${this.setBy(m.prov[o] ?? 0)}`,
-      actual: whose(actual, first, off),
+      expected: `${this.prov.whose(m.data, o, fileName)}; this offset last set by ${this.prov.setBy(m.prov[o] ?? 0)}`,
+      actual: this.prov.whose(actual, first, fileName),
     });
     throw new Stop();
-  }
-
-  private describeStamp(s: Stamp, fileName: (id: number) => string): string {
-    const by = s.gen < this.genOps.length && s.gen <= this.gen && this.genOps[s.gen] ? ` (written by op #${this.genOps[s.gen]})` : '';
-    return describeStamp(s, fileName) + by;
-  }
-
-  private setBy(op: number): string {
-    if (op === 0) return 'no operation (zeros since the file was created)';
-    const c = op < this.opCodes.length ? this.opCodes[op] : 0;
-    return `op #${op}${c ? ` (${FSX_OPS[c - 1]})` : ''}`;
   }
 
   /** Reads every file whole (after a remount, and at the end) and checks it. */

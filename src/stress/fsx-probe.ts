@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { sys, FALLOC, SEEK_DATA, SEEK_HOLE, PROT_READ, PROT_WRITE, MAP_SHARED, MS_SYNC } from '../sys/index.js';
 import { PAGEFS_IOC_COLLAPSE_RANGE, PAGEFS_IOC_INSERT_RANGE, encodeRange } from '../vfs/shift.js';
-import type { FsxOp } from './fsx-engine.js';
+import type { FsxOp } from './fsx-ops.js';
 
 const PAGE = 4096;
 const UNSUPPORTED = new Set(['EOPNOTSUPP', 'ENOTSUP', 'ENOTTY', 'EXDEV', 'ENOSYS', 'ENODEV', 'EINVAL']);

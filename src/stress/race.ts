@@ -30,6 +30,8 @@ export interface RaceOptions {
   blocks: number;
   variant: 'punch' | 'shift';
   stopOnFirst: boolean;
+  /** The run goes on past durationMs until the writer has done this many operations (at most 45 s more): on a loaded machine the workers' start-up can eat a short run. */
+  minWriterOps?: number;
   onProgress?: (p: { elapsedMs: number; ops: number; violations: number }) => void;
 }
 
@@ -139,7 +141,7 @@ export async function runRace(o: RaceOptions): Promise<RaceResult> {
       }
     });
     child.stderr.on('data', (d) => { err += d.toString(); });
-    const killer = setTimeout(() => child.kill('SIGKILL'), o.durationMs + 60_000);
+    const killer = setTimeout(() => child.kill('SIGKILL'), o.durationMs + 105_000);
     child.on('exit', (code, sig) => {
       clearTimeout(killer);
       if (code !== 0) result.errors.push(`${c.role} ${c.id} exited ${sig ?? code}: ${err.trim().split('\n').slice(-3).join(' | ')}`);
@@ -156,7 +158,8 @@ export async function runRace(o: RaceOptions): Promise<RaceResult> {
   const ticker = setInterval(() => {
     const elapsedMs = Date.now() - t0;
     o.onProgress?.({ elapsedMs, ops: model.ops, violations: model.violations });
-    if (elapsedMs >= o.durationMs) model.stop();
+    const enough = model.ops >= (o.minWriterOps ?? 0) || elapsedMs >= o.durationMs + 45_000;
+    if (elapsedMs >= o.durationMs && enough) model.stop();
   }, 100);
   await Promise.all(exits);
   clearInterval(ticker);

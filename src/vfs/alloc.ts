@@ -18,6 +18,7 @@ import { fillLocked } from '../cache/fill.js';
 import { invalidateRangeLocked } from '../cache/invalidate.js';
 import { BMAP_UNWRITTEN } from '../store/schema.js';
 import { fsErr } from '../util/errors.js';
+import { checkFallocate } from './flags.js';
 
 export const FALLOC_FL_KEEP_SIZE = 0x01;
 export const FALLOC_FL_PUNCH_HOLE = 0x02;
@@ -35,6 +36,7 @@ export async function fallocate(vfs: Vfs, fh: number, ino: number, mode: number,
   if (punch && zero) throw fsErr('EOPNOTSUPP');
   if (punch && !(mode & FALLOC_FL_KEEP_SIZE)) throw fsErr('EOPNOTSUPP');
   if (off < 0 || len <= 0) throw fsErr('EINVAL');
+  checkFallocate(inode, mode, FALLOC_FL_KEEP_SIZE);
   if (off + len > vfs.maxFileSize) throw fsErr('EFBIG');
   const keepSize = (mode & FALLOC_FL_KEEP_SIZE) !== 0;
   const ctx = new OpCtx(punch ? 'fallocate(punch)' : zero ? 'fallocate(zero)' : 'fallocate');

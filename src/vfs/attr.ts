@@ -1,11 +1,14 @@
 /** getattr's partner: setattr (chmod, chown, truncate, utimes). */
 import type { Vfs, Caller } from './vfs.js';
 import type { Inode } from './inode.js';
-import { S_IFMT, S_ISGID } from './inode.js';
+import { S_IFMT } from './inode.js';
+import { killSgid } from './killpriv.js';
 import { OpCtx } from '../cache/lockcheck.js';
 import { setSizeLocked } from './resize.js';
 import { nowParts } from '../store/open.js';
 import { fsErr } from '../util/errors.js';
+import { chmodAcl } from './acl.js';
+import { checkSetattr } from './flags.js';
 
 export interface AttrChange {
   mode?: number;
@@ -19,6 +22,7 @@ export interface AttrChange {
 
 export async function setattr(vfs: Vfs, caller: Caller, ino: number, ch: AttrChange): Promise<Inode> {
   const inode = vfs.inode(ino);
+  checkSetattr(inode, ch);
   const r = inode.rec;
   if (ch.size !== undefined) {
     if (inode.isDir) throw fsErr('EISDIR');
@@ -33,13 +37,14 @@ export async function setattr(vfs: Vfs, caller: Caller, ino: number, ch: AttrCha
       m.iRwsem.release(ctx, 'exclusive');
     }
   }
-  vfs.store.txn(() => {
+  return vfs.change([inode], () => {
+    // With default_permissions the kernel's setattr_prepare has already dropped S_ISGID
+    // from a chmod by someone outside the file's group; it knows the supplementary groups.
     if (ch.mode !== undefined) {
-      let mode = ch.mode & 0o7777;
-      // The kernel leaves this to the filesystem: a chmod by someone outside the file's group drops set-group-ID.
-      if (caller.uid !== 0 && caller.gid !== (ch.gid ?? r.gid)) mode &= ~S_ISGID;
-      r.mode = (r.mode & S_IFMT) | mode;
+      r.mode = (r.mode & S_IFMT) | (ch.mode & 0o7777);
+      chmodAcl(vfs, inode);
     }
+    if (ch.size !== undefined || ch.uid !== undefined || ch.gid !== undefined) killSgid(inode, caller);
     if (ch.uid !== undefined) r.uid = ch.uid;
     if (ch.gid !== undefined) r.gid = ch.gid;
     const now = nowParts();
@@ -48,6 +53,6 @@ export async function setattr(vfs: Vfs, caller: Caller, ino: number, ch: AttrCha
     if (ch.ctime !== undefined) [r.ctimeS, r.ctimeNs] = ch.ctime;
     else [r.ctimeS, r.ctimeNs] = now;
     vfs.persist(inode);
+    return inode;
   });
-  return inode;
 }

@@ -21,6 +21,7 @@ import { writeLocked } from '../cache/write.js';
 import { invalidateRangeLocked } from '../cache/invalidate.js';
 import { BMAP_UNWRITTEN } from '../store/schema.js';
 import { fsErr } from '../util/errors.js';
+import { checkWrite } from './flags.js';
 
 const CHUNK = 1 << 20;
 /** Blocks shared per transaction. */
@@ -34,6 +35,7 @@ export async function copyFileRange(vfs: Vfs, inoIn: number, offIn: number, fhIn
   if (!src.mapping || !dst.mapping) throw fsErr('EISDIR');
   if (offIn < 0 || offOut < 0) throw fsErr('EINVAL');
   if (src === dst && offIn < offOut + len && offOut < offIn + len) throw fsErr('EINVAL');
+  checkWrite(dst);
   len = Math.min(len, MAX_PER_CALL);
   if (offOut + len > vfs.maxFileSize) {
     if (offOut >= vfs.maxFileSize) throw fsErr('EFBIG');

@@ -8,6 +8,7 @@
  * (ReadResult.done), so no punch can free a block it read before the kernel has it.
  */
 import type { Vfs, Caller } from './vfs.js';
+import { killSgid } from './killpriv.js';
 import type { Inode } from './inode.js';
 import { S_IFREG } from './inode.js';
 import { OpCtx } from '../cache/lockcheck.js';
@@ -16,6 +17,7 @@ import { writeLocked } from '../cache/write.js';
 import type { Page } from '../cache/pagecache.js';
 import { makeNode } from './namei.js';
 import { setSizeLocked } from './resize.js';
+import { checkOpen, checkWrite } from './flags.js';
 
 /** open(2) flag bits as the kernel passes them (asm-generic/fcntl.h). */
 const O_ACCMODE = 3;
@@ -40,6 +42,7 @@ const RA_MAX_PAGES = 64;
 export function open(vfs: Vfs, ino: number, flags: number): number | Promise<number> {
   const inode = vfs.inode(ino);
   if (inode.isDir) throw fsErr('EISDIR');
+  checkOpen(inode, flags);
   const writable = (flags & O_ACCMODE) !== O_RDONLY;
   if (!(flags & O_TRUNC) || !writable || !inode.isReg || inode.rec.size === 0) return vfs.newHandle(inode, flags).fh;
   return (async () => {
@@ -116,11 +119,12 @@ export function read(vfs: Vfs, fh: number, ino: number, size: number, off: numbe
   })();
 }
 
-export async function write(vfs: Vfs, fh: number, ino: number, data: Buffer, off: number): Promise<number> {
+export async function write(vfs: Vfs, caller: Caller, fh: number, ino: number, data: Buffer, off: number): Promise<number> {
   const h = vfs.handle(fh, ino);
   const inode = h.inode;
   const m = inode.mapping;
   if (!m) throw fsErr('EISDIR');
+  checkWrite(inode);
   if (off >= vfs.maxFileSize) throw fsErr('EFBIG');
   if (off + data.length > vfs.maxFileSize) data = data.subarray(0, vfs.maxFileSize - off);
   if (data.length === 0) return 0;
@@ -130,6 +134,7 @@ export async function write(vfs: Vfs, fh: number, ino: number, data: Buffer, off
     await writeLocked(ctx, m, off, data, vfs.src, vfs.store.blocks);
     if (off + data.length > inode.rec.size) inode.rec.size = off + data.length;
     inode.stamp('mc');
+    killSgid(inode, caller);
   } finally {
     m.iRwsem.release(ctx, 'exclusive');
   }

@@ -8,6 +8,8 @@ import { LINK_MAX, PATH_MAX } from './vfs.js';
 import { Inode, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './inode.js';
 import { checkName, dirInode, isWithin } from './names.js';
 import { fsErr } from '../util/errors.js';
+import { inheritAcl, storeInherited } from './acl.js';
+import { checkCreate, checkDelete, checkLink } from './flags.js';
 
 const S_IFCHR = 0o020000;
 const S_IFBLK = 0o060000;
@@ -23,6 +25,7 @@ function prepareNew(vfs: Vfs, parentIno: number, name: Buffer): Inode {
   checkName(name);
   if (parent.rec.nlink === 0) throw fsErr('ENOENT', 'directory was removed');
   if (vfs.store.dentries.lookup(parentIno, name) !== undefined) throw fsErr('EEXIST');
+  checkCreate(parent);
   return parent;
 }
 
@@ -36,8 +39,10 @@ function addEntry(vfs: Vfs, parent: Inode, name: Buffer, inode: Inode): void {
 export function makeNode(vfs: Vfs, caller: Caller, parentIno: number, name: Buffer, mode: number, rdev: number): Inode {
   const parent = prepareNew(vfs, parentIno, name);
   if (!NODE_TYPES.has(mode & S_IFMT)) throw fsErr('EINVAL');
-  return vfs.store.txn(() => {
-    const inode = vfs.createInode(caller, parent, mode, rdev, null);
+  const inh = inheritAcl(vfs, parent, mode, caller.umask);
+  return vfs.change([parent], () => {
+    const inode = vfs.createInode(caller, parent, inh.mode, rdev, null);
+    storeInherited(vfs, inode, inh);
     addEntry(vfs, parent, name, inode);
     inode.nlookup++;
     return inode;
@@ -47,8 +52,10 @@ export function makeNode(vfs: Vfs, caller: Caller, parentIno: number, name: Buff
 export function mkdir(vfs: Vfs, caller: Caller, parentIno: number, name: Buffer, mode: number): Inode {
   const parent = prepareNew(vfs, parentIno, name);
   if (parent.rec.nlink >= LINK_MAX) throw fsErr('EMLINK');
-  return vfs.store.txn(() => {
-    const inode = vfs.createInode(caller, parent, S_IFDIR | (mode & 0o7777), 0, null);
+  const inh = inheritAcl(vfs, parent, S_IFDIR | (mode & 0o7777), caller.umask);
+  return vfs.change([parent], () => {
+    const inode = vfs.createInode(caller, parent, inh.mode, 0, null);
+    storeInherited(vfs, inode, inh);
     parent.rec.nlink++;
     addEntry(vfs, parent, name, inode);
     inode.nlookup++;
@@ -60,7 +67,7 @@ export function symlink(vfs: Vfs, caller: Caller, target: Buffer, parentIno: num
   const parent = prepareNew(vfs, parentIno, name);
   if (target.length === 0) throw fsErr('ENOENT');
   if (target.length >= PATH_MAX) throw fsErr('ENAMETOOLONG');
-  return vfs.store.txn(() => {
+  return vfs.change([parent], () => {
     const inode = vfs.createInode(caller, parent, S_IFLNK | 0o777, 0, Buffer.from(target));
     addEntry(vfs, parent, name, inode);
     inode.nlookup++;
@@ -72,9 +79,10 @@ export function link(vfs: Vfs, ino: number, newParent: number, newName: Buffer):
   const inode = vfs.inode(ino);
   if (inode.isDir) throw fsErr('EPERM');
   const parent = prepareNew(vfs, newParent, newName);
+  checkLink(inode, parent);
   if (inode.rec.nlink === 0) throw fsErr('ENOENT');
   if (inode.rec.nlink >= LINK_MAX) throw fsErr('EMLINK');
-  return vfs.store.txn(() => {
+  return vfs.change([inode, parent], () => {
     inode.rec.nlink++;
     inode.stamp('c');
     vfs.persist(inode);
@@ -107,12 +115,13 @@ function dropLink(vfs: Vfs, parent: Inode, inode: Inode): void {
 export function unlink(vfs: Vfs, parentIno: number, name: Buffer): void {
   const { parent, inode } = existing(vfs, parentIno, name);
   if (inode.isDir) throw fsErr('EISDIR');
+  checkDelete(parent, inode);
   removeEntry(vfs, parent, name, inode);
 }
 
 /** Removes the entry `name` of `parent` naming `inode`, in one transaction, then frees the inode if nobody holds it. */
 function removeEntry(vfs: Vfs, parent: Inode, name: Buffer, inode: Inode): void {
-  vfs.store.txn(() => {
+  vfs.change([parent, inode], () => {
     vfs.store.dentries.remove(parent.ino, name);
     dropLink(vfs, parent, inode);
     parent.stamp('mc');
@@ -126,6 +135,7 @@ export function rmdir(vfs: Vfs, parentIno: number, name: Buffer): void {
   if (name.equals(Buffer.from('..'))) throw fsErr('ENOTEMPTY');
   const { parent, inode } = existing(vfs, parentIno, name);
   if (!inode.isDir) throw fsErr('ENOTDIR');
+  checkDelete(parent, inode);
   if (!vfs.store.dentries.isEmpty(inode.ino)) throw fsErr('ENOTEMPTY');
   removeEntry(vfs, parent, name, inode);
 }
@@ -139,13 +149,20 @@ export function rename(vfs: Vfs, parentIno: number, name: Buffer, newParentIno: 
   const dstIno = vfs.store.dentries.lookup(newParentIno, newName);
   const dst = dstIno === undefined ? null : vfs.inode(dstIno);
   if (src.isDir && newParentIno !== parentIno && isWithin(vfs, newParentIno, src.ino)) throw fsErr('EINVAL');
-  if (flags & RENAME_EXCHANGE) {
-    if (!dst) throw fsErr('ENOENT');
+  // The kernel's lookup answers these before vfs_rename's permission checks.
+  if (dst && flags & RENAME_NOREPLACE) throw fsErr('EEXIST');
+  if (!dst && flags & RENAME_EXCHANGE) throw fsErr('ENOENT');
+  if (dst !== src) {
+    // vfs_rename: may_delete on the source, then may_delete or may_create on the target.
+    checkDelete(parent, src);
+    if (dst) checkDelete(newParent, dst);
+    else checkCreate(newParent);
+  }
+  if (flags & RENAME_EXCHANGE && dst) {
     if (dst.isDir && newParentIno !== parentIno && isWithin(vfs, parentIno, dst.ino)) throw fsErr('EINVAL');
     return exchange(vfs, parent, name, src, newParent, newName, dst);
   }
   if (dst) {
-    if (flags & RENAME_NOREPLACE) throw fsErr('EEXIST');
     if (dst === src) return;
     if (src.isDir && !dst.isDir) throw fsErr('ENOTDIR');
     if (!src.isDir && dst.isDir) throw fsErr('EISDIR');
@@ -153,13 +170,14 @@ export function rename(vfs: Vfs, parentIno: number, name: Buffer, newParentIno: 
   } else if (src.isDir && newParentIno !== parentIno && newParent.rec.nlink >= LINK_MAX) {
     throw fsErr('EMLINK');
   }
-  vfs.store.txn(() => {
-    if (dst) {
-      vfs.store.dentries.remove(newParentIno, newName);
-      dropLink(vfs, newParent, dst);
-    }
+  vfs.change([src, parent, newParent, dst], () => {
     vfs.store.dentries.remove(parentIno, name);
-    vfs.store.dentries.insert(newParentIno, newName, src.ino);
+    if (dst) {
+      vfs.store.dentries.retarget(newParentIno, newName, src.ino);
+      dropLink(vfs, newParent, dst);
+    } else {
+      vfs.store.dentries.insert(newParentIno, newName, src.ino);
+    }
     if (src.isDir && parent !== newParent) {
       parent.rec.nlink--;
       newParent.rec.nlink++;
@@ -177,11 +195,9 @@ export function rename(vfs: Vfs, parentIno: number, name: Buffer, newParentIno: 
 }
 
 function exchange(vfs: Vfs, parent: Inode, name: Buffer, src: Inode, newParent: Inode, newName: Buffer, dst: Inode): void {
-  vfs.store.txn(() => {
-    vfs.store.dentries.remove(parent.ino, name);
-    vfs.store.dentries.remove(newParent.ino, newName);
-    vfs.store.dentries.insert(parent.ino, name, dst.ino);
-    vfs.store.dentries.insert(newParent.ino, newName, src.ino);
+  vfs.change([src, dst, parent, newParent], () => {
+    vfs.store.dentries.retarget(parent.ino, name, dst.ino);
+    vfs.store.dentries.retarget(newParent.ino, newName, src.ino);
     if (parent !== newParent && src.isDir !== dst.isDir) {
       const moved = src.isDir ? 1 : -1;
       parent.rec.nlink -= moved;

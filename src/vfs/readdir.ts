@@ -1,7 +1,8 @@
 /**
  * Directory listings. Cookies: 1 after ".", 2 after "..", and 2 + the dentry row id
- * after an entry. Row ids only grow, so a listing resumed at any cookie neither repeats
- * nor skips an entry that stayed in place while others came and went.
+ * after an entry. Row ids only grow, and a name keeps its row while it exists (a rename
+ * over it or an exchange retargets the row), so a listing resumed at any cookie neither
+ * repeats nor skips an entry that stayed in place while others came and went.
  */
 import type { Vfs } from './vfs.js';
 import type { InodeRecord } from '../store/inodes.js';

@@ -17,6 +17,7 @@ import { OpCtx } from '../cache/lockcheck.js';
 import { invalidateRangeLocked } from '../cache/invalidate.js';
 import { withFilled } from '../cache/fill.js';
 import { fsErr } from '../util/errors.js';
+import { checkShift } from './flags.js';
 
 /** _IOW('P', nr, struct { u64 offset; u64 length; }) */
 const iow = (nr: number, size: number) => ((1 << 30) | (size << 16) | (0x50 << 8) | nr) >>> 0;
@@ -41,6 +42,8 @@ export function decodeRange(b: Buffer | null): { offset: number; length: number 
 export async function collapseRange(vfs: Vfs, fh: number, ino: number, offset: number, length: number): Promise<void> {
   const inode = vfs.handle(fh, ino).inode;
   const bs = vfs.blockSize;
+  // vfs_fallocate refuses append-only and immutable files before the filesystem checks its arguments.
+  checkShift(inode);
   if (!inode.mapping) throw fsErr('ENODEV');
   if (offset % bs !== 0 || length % bs !== 0 || length <= 0) throw fsErr('EINVAL');
   if (offset + length >= inode.rec.size) throw fsErr('EINVAL');
@@ -50,6 +53,8 @@ export async function collapseRange(vfs: Vfs, fh: number, ino: number, offset: n
 export async function insertRange(vfs: Vfs, fh: number, ino: number, offset: number, length: number): Promise<void> {
   const inode = vfs.handle(fh, ino).inode;
   const bs = vfs.blockSize;
+  // vfs_fallocate refuses append-only and immutable files before the filesystem checks its arguments.
+  checkShift(inode);
   if (!inode.mapping) throw fsErr('ENODEV');
   if (offset % bs !== 0 || length % bs !== 0 || length <= 0) throw fsErr('EINVAL');
   if (offset >= inode.rec.size) throw fsErr('EINVAL');

@@ -67,6 +67,8 @@ export class Vfs {
    */
   readonly maxFileSize: number;
   invalidator: Invalidator;
+  /** The kernel enforces POSIX ACLs (FUSE_POSIX_ACL granted at INIT); without it acl.ts is off. */
+  posixAcl = true;
   private nextFh = 1;
 
   constructor(readonly store: Store, opts: VfsOptions) {
@@ -124,6 +126,25 @@ export class Vfs {
     return this.adopt({ ino, ...rec });
   }
 
+  /**
+   * A store transaction that changes these inodes: if it fails (a store fault rolled it
+   * back), their in-memory records are put back too, so memory never holds a link count
+   * or mode the store does not (a later persist would write it, and fsck would find it).
+   */
+  change<T>(inodes: (Inode | null)[], fn: () => T): T {
+    const saved = [...new Set(inodes)].filter((i): i is Inode => i !== null).map((i) => ({ i, rec: { ...i.rec }, metaDirty: i.metaDirty, nlookup: i.nlookup }));
+    try {
+      return this.store.txn(fn);
+    } catch (e) {
+      for (const { i, rec, metaDirty, nlookup } of saved) {
+        Object.assign(i.rec, rec);
+        i.metaDirty = metaDirty;
+        i.nlookup = nlookup;
+      }
+      throw e;
+    }
+  }
+
   /** Writes the inode row; call inside a transaction or alone (its own transaction). */
   persist(inode: Inode): void {
     this.store.inodes.update(inode.rec);
@@ -154,7 +175,7 @@ export class Vfs {
     const m = inode.mapping;
     if (!m || m.dirtyPages.size === 0) {
       if (durable) this.store.durably(() => this.persist(inode));
-      else if (inode.metaDirty) this.persist(inode);
+      else if (inode.metaDirty) this.store.txn(() => this.persist(inode)); // txn: it checks the store is still there
       return;
     }
     writebackMapping(m, this.store, {

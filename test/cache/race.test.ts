@@ -17,7 +17,7 @@ afterEach(async () => {
 });
 
 const base = (dir: string, seed: number): RaceOptions => ({
-  dir, seed, durationMs: 6000, readers: 2, directReaders: 1, mappers: 1, blocks: 1024, variant: 'punch', stopOnFirst: false,
+  dir, seed, durationMs: 6000, readers: 2, directReaders: 1, mappers: 1, blocks: 1024, variant: 'punch', stopOnFirst: false, minWriterOps: 200,
 });
 
 for (const blockSize of [4096, 1024]) {

@@ -1,9 +1,11 @@
 /**
- * A loop-mounted ext4 image, the reference the errno and hostile-input tests compare
- * pagefs with, and the small helpers that run one step on both and collect the answers.
+ * A loop-mounted ext4 image: the reference filesystem the mount tests compare pagefs
+ * with, and a real block-device filesystem to put a store on. `cleanup` unmounts (lazily
+ * if busy), detaches the loop device and removes the directory, whatever state it is in.
+ * Below it, the small helpers that run one step on both and collect the answers.
  *
  * mkfs.ext4 picks 1 KiB blocks for images under 512 MiB; pass blockSize where the answer
- * depends on it (the maximum file size is (2^32 - 1) blocks).
+ * depends on it (the maximum file size is (2^32 - 1) blocks, a symlink target one block).
  */
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -12,63 +14,66 @@ import path from 'node:path';
 import { run, type Mounted } from './mount.js';
 
 export interface Ext4 {
+  /** The directory holding the image and the mountpoint. */
   dir: string;
   img: string;
   mp: string;
+  /** The loop device's name (loop3), as under /sys/fs/ext4/. */
+  dev: string;
   /** Unmounts and mounts the image again (the kernel forgets every cached inode). */
   remount(): Promise<void>;
-  /** Unmounts, detaches the loop device and removes the image; safe to call twice. */
   cleanup(): Promise<void>;
 }
 
 export interface Ext4Options {
+  prefix?: string;
   size?: string;
   blockSize?: number;
-  /** More mkfs.ext4 arguments (e.g. ['-E', 'lazy_itable_init=0']). */
+  mountOpts?: string;
   mkfsArgs?: string[];
 }
 
-async function must(cmd: string, args: string[], timeoutMs = 30_000): Promise<void> {
-  const r = await run(cmd, args, { timeoutMs });
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')}: exit ${r.code}: ${r.stderr}`);
-}
-
 export async function mountExt4(opts: Ext4Options = {}): Promise<Ext4> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagefs-ext4-'));
-  fs.chmodSync(dir, 0o755); // traversable by nobody, for the EACCES cases
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), opts.prefix ?? 'pagefs-ext4-'));
+  fs.chmodSync(dir, 0o755); // traversable by other users, for the permission cases
   const img = path.join(dir, 'ext4.img');
   const mp = path.join(dir, 'mnt');
   fs.mkdirSync(mp);
   let mounted = false;
-  const mount = async () => { await must('mount', ['-o', 'loop', img, mp]); mounted = true; };
+  const mount = async () => {
+    const r = await run('mount', ['-o', ['loop', ...(opts.mountOpts ? [opts.mountOpts] : [])].join(','), img, mp], { timeoutMs: 30_000 });
+    if (r.code !== 0) throw new Error(`mount ext4: ${r.stderr}`);
+    mounted = true;
+  };
   const umount = async () => {
     if (!mounted) return;
+    mounted = false;
     const r = await run('umount', [mp], { timeoutMs: 30_000 });
     if (r.code !== 0) await run('umount', ['-l', mp], { timeoutMs: 10_000 });
-    mounted = false;
+  };
+  const cleanup = async () => {
+    await umount();
+    // mount -o loop sets autoclear; detach explicitly in case it did not.
+    const l = await run('losetup', ['-j', img], { timeoutMs: 10_000 });
+    for (const line of l.stdout.split('\n')) {
+      const dev = line.split(':')[0];
+      if (dev.startsWith('/dev/loop')) await run('losetup', ['-d', dev], { timeoutMs: 10_000 });
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
   };
   try {
-    await must('truncate', ['-s', opts.size ?? '64M', img], 10_000);
-    await must('mkfs.ext4', ['-q', '-F', ...(opts.blockSize ? ['-b', String(opts.blockSize)] : []), ...(opts.mkfsArgs ?? []), img], 60_000);
+    let r = await run('truncate', ['-s', opts.size ?? '64M', img], { timeoutMs: 10_000 });
+    if (r.code !== 0) throw new Error(`truncate: ${r.stderr}`);
+    const bs = opts.blockSize ? ['-b', String(opts.blockSize)] : [];
+    r = await run('mkfs.ext4', ['-q', '-F', ...bs, ...(opts.mkfsArgs ?? []), img], { timeoutMs: 60_000 });
+    if (r.code !== 0) throw new Error(`mkfs.ext4: ${r.stderr}`);
     await mount();
+    r = await run('findmnt', ['-n', '-o', 'SOURCE', mp], { timeoutMs: 10_000 });
+    return { dir, img, mp, dev: path.basename(r.stdout.trim()), remount: async () => { await umount(); await mount(); }, cleanup };
   } catch (e) {
-    fs.rmSync(dir, { recursive: true, force: true });
+    await cleanup();
     throw e;
   }
-  return {
-    dir, img, mp,
-    async remount() { await umount(); await mount(); },
-    async cleanup() {
-      await umount();
-      // mount -o loop sets autoclear; detach explicitly in case it did not.
-      const l = await run('losetup', ['-j', img], { timeoutMs: 10_000 });
-      for (const line of l.stdout.split('\n')) {
-        const dev = line.split(':')[0];
-        if (dev.startsWith('/dev/loop')) await run('losetup', ['-d', dev], { timeoutMs: 10_000 });
-      }
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
 }
 
 /** The errno name a promise rejects with, or 'OK' (closing a FileHandle it resolves to). */

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { mountFresh, run, pagefs, expectCleanLog, type Mounted } from '../helpers/mount.js';
 import { mountExt4, code, onBoth as onBothRoots, both, type Ext4, type Where } from '../helpers/ext4.js';
+import { finish } from './lib.js';
 
 const TiB = 2 ** 40;
 /** ext4's maximum file size with 4 KiB blocks: (2^32 - 1) blocks, 16 TiB - 4 KiB. */
@@ -23,15 +24,17 @@ const NOBODY = { uid: 65534, gid: 65534 };
 // ---------------------------------------------------------------------------------------
 // A loop-mounted ext4 image: the reference every comparable case is checked against.
 
-let ext4: Ext4 | undefined;
+let ext4: Ext4 | null = null;
 let extMp = '';
 
 beforeAll(async () => {
-  ext4 = await mountExt4();
+  ext4 = await mountExt4({ prefix: 'pagefs-errno-ext4-' });
   extMp = ext4.mp;
 }, 60_000);
 
-afterAll(async () => { await ext4?.cleanup(); }, 60_000);
+afterAll(async () => {
+  await ext4?.cleanup();
+}, 60_000);
 
 const onBoth = <T>(m: Mounted, name: string, fn: (dir: string, where: Where) => Promise<T>) => onBothRoots(m, extMp, name, fn);
 
@@ -138,14 +141,6 @@ function asUser(uid: number, gid: number, argv: string[]): Promise<string> {
   });
 }
 
-/** The end of every describe block: unmount cleanly, clean daemon log, clean store. */
-async function finish(m: Mounted): Promise<void> {
-  await m.unmount();
-  expectCleanLog(m);
-  const r = await pagefs(['fsck', m.store]);
-  expect(r.stdout + r.stderr).toMatch(/clean/);
-  expect(r.code).toBe(0);
-}
 
 // ---------------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
  * Everything that touches the mount runs in a child process with a timeout.
  */
 import { expect } from 'vitest';
-import { run, sh, type RunResult } from '../helpers/mount.js';
+import { run, sh, pagefs, expectCleanLog, type RunResult, type Mounted } from '../helpers/mount.js';
 
 /** Fails with the command's output unless it exited 0; returns its stdout. */
 export function ok(r: RunResult, what: string): string {
@@ -66,4 +66,13 @@ export async function expectNoMountUnder(dir: string): Promise<void> {
  */
 export function logErrorsSince(log: string, since: number): string[] {
   return log.slice(since).split('\n').filter((l) => /internal error|LOCK CHECKER|Uncaught|TypeError|RangeError/.test(l));
+}
+
+/** The end of a describe block: unmount cleanly, clean daemon log, clean store. */
+export async function finish(m: Mounted): Promise<void> {
+  await m.unmount();
+  expectCleanLog(m);
+  const r = await pagefs(['fsck', m.store]);
+  expect(r.stdout + r.stderr).toMatch(/clean/);
+  expect(r.code).toBe(0);
 }
