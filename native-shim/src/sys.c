@@ -172,7 +172,14 @@ static void *bounce_alloc(size_t len) {
   return p;
 }
 
-static napi_value js_pread_direct(napi_env env, napi_callback_info info) {
+/* A zero-length malloc may return NULL; a buffer of one byte is as good. */
+static void *plain_alloc(size_t len) { return malloc(len ? len : 1); }
+
+/*
+ * pread(fd, length, offset) into a new Buffer; `alloc` gives the buffer (aligned for
+ * O_DIRECT). Any offset goes to the kernel as given; the length must fit an allocation.
+ */
+static napi_value pread_with(napi_env env, napi_callback_info info, void *(*alloc)(size_t)) {
   napi_value argv[3];
   int32_t fd;
   int64_t len, off;
@@ -180,12 +187,12 @@ static napi_value js_pread_direct(napi_env env, napi_callback_info info) {
       !ps_arg_int64(env, argv[1], "length", &len) || !ps_arg_int64(env, argv[2], "offset", &off))
     return NULL;
   if (len < 0 || len > (1LL << 31)) {
-    ps_throw_range(env, "length %lld is out of range", (long long)len);
+    ps_throw_range(env, "length %lld is out of range (0 to 2^31)", (long long)len);
     return NULL;
   }
-  void *buf = bounce_alloc((size_t)len);
+  void *buf = alloc((size_t)len);
   if (!buf) {
-    ps_throw_errno(env, "posix_memalign", ENOMEM);
+    ps_throw_errno(env, "malloc", ENOMEM);
     return NULL;
   }
   ssize_t n = pread(fd, buf, (size_t)len, off);
@@ -201,7 +208,8 @@ static napi_value js_pread_direct(napi_env env, napi_callback_info info) {
   return st == napi_ok ? out : NULL;
 }
 
-static napi_value js_pwrite_direct(napi_env env, napi_callback_info info) {
+/* pwrite(fd, data, offset) of the whole buffer, copied into one from `alloc` when given. */
+static napi_value pwrite_with(napi_env env, napi_callback_info info, void *(*alloc)(size_t)) {
   napi_value argv[3];
   int32_t fd;
   void *data;
@@ -210,20 +218,67 @@ static napi_value js_pwrite_direct(napi_env env, napi_callback_info info) {
   if (!ps_get_args(env, info, 3, argv, NULL) || !ps_arg_int32(env, argv[0], "fd", &fd) ||
       !ps_arg_bytes(env, argv[1], "data", &data, &len) || !ps_arg_int64(env, argv[2], "offset", &off))
     return NULL;
-  void *buf = bounce_alloc(len);
-  if (!buf) {
-    ps_throw_errno(env, "posix_memalign", ENOMEM);
-    return NULL;
+  void *buf = data;
+  if (alloc) {
+    if (!(buf = alloc(len))) {
+      ps_throw_errno(env, "posix_memalign", ENOMEM);
+      return NULL;
+    }
+    memcpy(buf, data, len);
   }
-  memcpy(buf, data, len);
   ssize_t n = pwrite(fd, buf, len, off);
   int err = errno;
-  free(buf);
+  if (alloc)
+    free(buf);
   if (n < 0) {
     ps_throw_errno(env, "pwrite", err);
     return NULL;
   }
   return ps_number(env, (double)n);
+}
+
+static napi_value js_pread_direct(napi_env env, napi_callback_info info) { return pread_with(env, info, bounce_alloc); }
+static napi_value js_pwrite_direct(napi_env env, napi_callback_info info) { return pwrite_with(env, info, bounce_alloc); }
+
+/*
+ * Plain pread/pwrite/ftruncate/truncate, for probing offsets and lengths Node's fs
+ * refuses before the syscall (negative, beyond 2^53, 2^63-1).
+ */
+static napi_value js_pread(napi_env env, napi_callback_info info) { return pread_with(env, info, plain_alloc); }
+static napi_value js_pwrite(napi_env env, napi_callback_info info) { return pwrite_with(env, info, NULL); }
+
+static napi_value js_ftruncate(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int32_t fd;
+  int64_t len;
+  if (!ps_get_args(env, info, 2, argv, NULL) || !ps_arg_int32(env, argv[0], "fd", &fd) ||
+      !ps_arg_int64(env, argv[1], "length", &len))
+    return NULL;
+  if (ftruncate(fd, len) != 0) {
+    ps_throw_errno(env, "ftruncate", errno);
+    return NULL;
+  }
+  return ps_undefined(env);
+}
+
+static napi_value js_truncate(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int64_t len;
+  char *path;
+  if (!ps_get_args(env, info, 2, argv, NULL) || !(path = ps_arg_string(env, argv[0], "path")))
+    return NULL;
+  if (!ps_arg_int64(env, argv[1], "length", &len)) {
+    free(path);
+    return NULL;
+  }
+  int r = truncate(path, len);
+  int err = errno;
+  free(path);
+  if (r != 0) {
+    ps_throw_errno(env, "truncate", err);
+    return NULL;
+  }
+  return ps_undefined(env);
 }
 
 napi_status ps_define_sys(napi_env env, napi_value target) {
@@ -238,6 +293,10 @@ napi_status ps_define_sys(napi_env env, napi_value target) {
       {"openDirect", NULL, js_open_direct, NULL, NULL, NULL, napi_enumerable, NULL},
       {"preadDirect", NULL, js_pread_direct, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pwriteDirect", NULL, js_pwrite_direct, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"pread", NULL, js_pread, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"pwrite", NULL, js_pwrite, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"ftruncate", NULL, js_ftruncate, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"truncate", NULL, js_truncate, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   return napi_define_properties(env, target, sizeof props / sizeof props[0], props);
 }

@@ -40,7 +40,7 @@ export interface Mapping {
 export interface Sys {
   fallocate(fd: number, mode: number, offset: number | bigint, length: number | bigint): void;
   /** offIn/offOut null means "use and advance the file position". Returns bytes copied. */
-  copyFileRange(fdIn: number, offIn: number | null, fdOut: number, offOut: number | null, length: number, flags: number): number;
+  copyFileRange(fdIn: number, offIn: number | bigint | null, fdOut: number, offOut: number | bigint | null, length: number | bigint, flags: number): number;
   ficlone(destFd: number, srcFd: number): void;
   ficloneRange(destFd: number, srcFd: number, srcOffset: number, length: number, destOffset: number): void;
   /** Returns the new offset (a number; offsets here stay below 2^53). */
@@ -53,6 +53,13 @@ export interface Sys {
   /** pread/pwrite through a page-aligned bounce buffer, for O_DIRECT descriptors. */
   preadDirect(fd: number, length: number, offset: number): Buffer;
   pwriteDirect(fd: number, data: Buffer, offset: number): number;
+  /** pread(2) into a new buffer of `length` bytes (0 to 2^31); returns the bytes read. Any offset, negative too. */
+  pread(fd: number, length: number | bigint, offset: number | bigint): Buffer;
+  /** pwrite(2) of the whole buffer at any offset; returns the bytes written. */
+  pwrite(fd: number, data: Buffer, offset: number | bigint): number;
+  /** ftruncate(2) and truncate(2) with any length, negative too. */
+  ftruncate(fd: number, length: number | bigint): void;
+  truncate(path: string, length: number | bigint): void;
 }
 
 export function sys(): Sys {

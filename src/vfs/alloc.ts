@@ -128,8 +128,16 @@ function preallocate(vfs: Vfs, inode: Inode, start: number, end: number): void {
     const p = m.get(Math.floor(fb / bpp));
     return p && p.reserved & (1 << (fb % bpp)) ? p : undefined;
   };
-  let need = 0;
-  for (let fb = fb0; fb <= fb1; fb++) if (!mapped.has(fb) && !reservedPage(fb)) need++;
+  // Counted from the mapped rows and the cached pages, never block by block: a range can
+  // be 2^32 blocks, and a loop over it would stall every request for minutes.
+  let reservedHoles = 0;
+  for (const [idx, p] of m.pages) {
+    for (let b = 0; b < bpp; b++) {
+      const fb = idx * bpp + b;
+      if (fb >= fb0 && fb <= fb1 && p.reserved & (1 << b) && !mapped.has(fb)) reservedHoles++;
+    }
+  }
+  const need = fb1 - fb0 + 1 - mapped.size - reservedHoles;
   if (need > blocks.free) throw fsErr('ENOSPC');
   const consumed: number[] = [];
   vfs.store.txn(() => {

@@ -60,7 +60,11 @@ export class Vfs {
   readonly icache = new Map<number, Inode>();
   readonly handles = new Map<number, Handle>();
   readonly blockSize: number;
-  /** ext4's limit for the same block size: 2^32 blocks. */
+  /**
+   * ext4's s_maxbytes for the same block size: 2^32 - 1 blocks (its extents start at a
+   * 32-bit block number and it keeps the last block free so an extent can end there), so
+   * 16 TiB - 4 KiB with 4 KiB blocks. EFBIG at and past it, as on ext4.
+   */
   readonly maxFileSize: number;
   invalidator: Invalidator;
   /** The kernel enforces POSIX ACLs (FUSE_POSIX_ACL granted at INIT); without it acl.ts is off. */
@@ -69,7 +73,7 @@ export class Vfs {
 
   constructor(readonly store: Store, opts: VfsOptions) {
     this.blockSize = store.sb.blockSize;
-    this.maxFileSize = this.blockSize * 2 ** 32;
+    this.maxFileSize = this.blockSize * (2 ** 32 - 1);
     this.cache = new PageCache(Math.max(4096, this.blockSize), this.blockSize, opts.cacheBytes);
     this.invalidator = opts.invalidator ?? { invalInode() {}, async invalInodeNow() {}, invalEntry() {}, async storeKernel() {} };
     const blocks = store.blocks;

@@ -1,7 +1,13 @@
 /**
- * Extended attributes, with ext4's namespaces and limits. The kernel has already checked
+ * Extended attributes, with ext4's namespaces and errnos. The kernel has already checked
  * the name length (ERANGE over 255), the value size (E2BIG over 64 KiB) and who may
  * touch trusted.* and user.* on which file types.
+ *
+ * Limits (docs/DESIGN.md, "Limits"): ext4 keeps an inode's xattrs in the inode and one
+ * block and answers ENOSPC when they do not fit; pagefs keeps them as rows, so its limits
+ * are chosen, not forced: any value the VFS passes (up to 64 KiB), names of one inode up
+ * to listxattr's 64 KiB (more could never be listed: the VFS caps the list buffer at
+ * XATTR_LIST_MAX and answers E2BIG past it), and 1 MiB of names and values per inode.
  */
 import type { Vfs, Caller } from './vfs.js';
 import { fsErr } from '../util/errors.js';
@@ -12,8 +18,10 @@ import { checkXattrWrite } from './flags.js';
 export const XATTR_CREATE = 1;
 export const XATTR_REPLACE = 2;
 const PREFIXES = ['user.', 'trusted.', 'security.'];
-/** ext4 keeps all of an inode's xattrs in one block; we allow one 64 KiB value and this much in all. */
-const TOTAL_MAX = 1 << 20;
+/** listxattr(2)'s buffer limit (XATTR_LIST_MAX): the names, each with its NUL. */
+export const XATTR_LIST_MAX = 65536;
+/** All names and values of one inode. */
+export const XATTR_TOTAL_MAX = 1 << 20;
 
 /**
  * POSIX ACLs (system.posix_acl_*) live in acl.ts. Without FUSE_POSIX_ACL (vfs.posixAcl
@@ -26,9 +34,12 @@ function acl(vfs: Vfs, name: Buffer): AclKind | null {
   return kind;
 }
 
+/** A known namespace with a name in it; a bare prefix ("user.") is EINVAL, as ext4. */
 function checkNamespace(name: Buffer): void {
   const s = name.toString('latin1');
-  if (!PREFIXES.some((p) => s.startsWith(p) && s.length > p.length)) throw fsErr('EOPNOTSUPP');
+  const prefix = PREFIXES.find((p) => s.startsWith(p));
+  if (!prefix) throw fsErr('EOPNOTSUPP');
+  if (s.length === prefix.length) throw fsErr('EINVAL');
 }
 
 export function setxattr(vfs: Vfs, caller: Caller, ino: number, name: Buffer, value: Buffer, flags: number): void {
@@ -42,9 +53,9 @@ export function setxattr(vfs: Vfs, caller: Caller, ino: number, name: Buffer, va
   const cur = vfs.store.xattrs.get(ino, name);
   if (flags & XATTR_CREATE && cur !== undefined) throw fsErr('EEXIST');
   if (flags & XATTR_REPLACE && cur === undefined) throw fsErr('ENODATA');
-  let total = value.length + name.length;
-  for (const n of vfs.store.xattrs.list(ino)) if (!n.equals(name)) total += n.length + (vfs.store.xattrs.get(ino, n)?.length ?? 0);
-  if (total > TOTAL_MAX) throw fsErr('ENOSPC');
+  const others = vfs.store.xattrs.usage(ino, name);
+  if (others.names + others.count + name.length + 1 > XATTR_LIST_MAX) throw fsErr('ENOSPC');
+  if (others.names + others.values + name.length + value.length > XATTR_TOTAL_MAX) throw fsErr('ENOSPC');
   vfs.change([inode], () => {
     vfs.store.xattrs.set(ino, name, Buffer.from(value));
     inode.stamp('c');

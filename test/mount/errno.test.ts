@@ -12,11 +12,12 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { mountFresh, run, pagefs, expectCleanLog, type Mounted } from '../helpers/mount.js';
-import { mountExt4, type Ext4 } from '../helpers/ext4.js';
+import { mountExt4, code, onBoth as onBothRoots, both, type Ext4, type Where } from '../helpers/ext4.js';
 import { finish } from './lib.js';
 
 const TiB = 2 ** 40;
-const MAX_FILE = 16 * TiB; // 4 KiB blocks * 2^32
+/** ext4's maximum file size with 4 KiB blocks: (2^32 - 1) blocks, 16 TiB - 4 KiB. */
+const MAX_FILE = 16 * TiB - 4096;
 const PY = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 const NOBODY = { uid: 65534, gid: 65534 };
 
@@ -35,38 +36,7 @@ afterAll(async () => {
   await ext4?.cleanup();
 }, 60_000);
 
-// ---------------------------------------------------------------------------------------
-// Helpers
-
-/** The errno name a promise rejects with, or 'OK' (closing a FileHandle it resolves to). */
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    const r: any = await p;
-    if (r && typeof r.close === 'function' && typeof r.fd === 'number') await r.close();
-    return 'OK';
-  } catch (e: any) {
-    return e?.code ?? String(e);
-  }
-}
-
-type Where = 'pagefs' | 'ext4';
-
-/**
- * Runs `fn` in a fresh directory `name` on the pagefs mount and on ext4, returning each
- * one's answer: `{ pagefs: ..., ext4: ... }`, compared by the caller in one expect so a
- * failure shows both.
- */
-async function onBoth<T>(m: Mounted, name: string, fn: (dir: string, where: Where) => Promise<T>): Promise<Record<Where, T>> {
-  const out = {} as Record<Where, T>;
-  for (const [where, root] of [['pagefs', m.mp], ['ext4', extMp]] as [Where, string][]) {
-    const dir = path.join(root, name);
-    await fsp.mkdir(dir);
-    out[where] = await fn(dir, where);
-  }
-  return out;
-}
-
-const both = (c: string) => ({ pagefs: c, ext4: c });
+const onBoth = <T>(m: Mounted, name: string, fn: (dir: string, where: Where) => Promise<T>) => onBothRoots(m, extMp, name, fn);
 
 /**
  * Syscalls Node lacks, through python3 ctypes / os: prints 'OK' (or 'OK:<detail>') or the
@@ -407,12 +377,12 @@ describe('errno: namespace operations (pagefs vs ext4)', () => {
   });
 });
 
-describe('errno: file size limit (EFBIG at 16 TiB with 4 KiB blocks)', () => {
+describe('errno: file size limit (EFBIG at 16 TiB - 4 KiB with 4 KiB blocks, as ext4)', () => {
   let m: Mounted;
   beforeAll(async () => { m = await mountFresh({ blockSize: 4096 }); });
   afterAll(async () => { await m?.cleanup(); });
 
-  it('pwrite at exactly 16 TiB: EFBIG (as on ext4)', async () => {
+  it('pwrite at exactly the maximum size: EFBIG (as on ext4)', async () => {
     expect(await onBoth(m, 'efbig-write', async (d) => {
       const fh = await fsp.open(path.join(d, 'f'), 'w');
       try {
@@ -423,14 +393,14 @@ describe('errno: file size limit (EFBIG at 16 TiB with 4 KiB blocks)', () => {
     })).toEqual(both('EFBIG'));
     expect((await fsp.stat(path.join(m.mp, 'efbig-write', 'f'))).size).toBe(0);
   });
-  it('truncate to 16 TiB + 1: EFBIG (as on ext4)', async () => {
+  it('truncate to the maximum size + 1: EFBIG (as on ext4)', async () => {
     expect(await onBoth(m, 'efbig-truncate', async (d) => {
       await fsp.writeFile(path.join(d, 'f'), 'abc');
       return code(fsp.truncate(path.join(d, 'f'), MAX_FILE + 1));
     })).toEqual(both('EFBIG'));
     expect(await fsp.readFile(path.join(m.mp, 'efbig-truncate', 'f'), 'utf8')).toBe('abc');
   });
-  it('the last byte below 16 TiB can be written and read back; the size is then 16 TiB', async () => {
+  it('the last byte below the maximum size can be written and read back; the size is then the maximum', async () => {
     const p = path.join(m.mp, 'efbig-last-byte');
     const fh = await fsp.open(p, 'w+');
     try {
@@ -450,7 +420,7 @@ describe('errno: file size limit (EFBIG at 16 TiB with 4 KiB blocks)', () => {
     }
     await fsp.unlink(p);
   });
-  it('a write that crosses 16 TiB is short: only the bytes below the limit are written', async () => {
+  it('a write that crosses the maximum size is short: only the bytes below the limit are written', async () => {
     const p = path.join(m.mp, 'efbig-cross');
     const fh = await fsp.open(p, 'w+');
     try {
@@ -463,7 +433,7 @@ describe('errno: file size limit (EFBIG at 16 TiB with 4 KiB blocks)', () => {
     }
     await fsp.unlink(p);
   });
-  it('truncate to exactly 16 TiB works', async () => {
+  it('truncate to exactly the maximum size works', async () => {
     const p = path.join(m.mp, 'efbig-truncate-max');
     await fsp.writeFile(p, '');
     await fsp.truncate(p, MAX_FILE);

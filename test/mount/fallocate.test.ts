@@ -4,11 +4,8 @@
  * image (4 KiB blocks; 1 KiB blocks for the last block), and both must give the same
  * contents, sizes, allocation, hole map and errno wherever ext4 supports the call.
  *
- * Every syscall on the FUSE mount runs in a child process ("sysd") that makes the calls
- * with native-shim's sys module (dist/sys/index.js, compiled from src/sys/index.ts) and
- * answers over a pipe. Each call has a timeout after which the child is SIGKILLed, so a
- * hung daemon fails a test instead of hanging the worker. ext4 files go through the same
- * child, so both sides see exactly the same syscalls.
+ * Every syscall on the FUSE mount runs in a child process (test/helpers/sysd.ts) with a
+ * timeout; ext4 files go through the same child, so both sides see the same syscalls.
  *
  * Where ext4's answers depend on more than the file (never relaxed for pagefs):
  * - SEEK_DATA on ext4 reports an unwritten (preallocated, zeroed) block as data while an
@@ -20,22 +17,20 @@
  * - ext4's st_blocks counts its extent-tree block once a file has more than four extents;
  *   Fd.stat reports ext4's data blocks from its extent map (filefrag) instead, and
  *   freeBlocks() takes that block out of statfs deltas.
- * - ext4's largest file is 2^32 - 1 blocks, pagefs's 2^32 blocks: limits are compared
- *   past both, and the one-block difference is tested on pagefs alone.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import fc from 'fast-check';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { pathToFileURL } from 'node:url';
 import { FALLOC, SEEK_DATA, SEEK_HOLE, PROT_READ, MAP_SHARED } from '../../src/sys/index.js';
 import { PAGEFS_IOC_COLLAPSE_RANGE, PAGEFS_IOC_INSERT_RANGE, encodeRange } from '../../src/vfs/shift.js';
-import { mountFresh, run, pagefs, expectCleanLog, ROOT, BIN, type Mounted } from '../helpers/mount.js';
+import { mountFresh, run, pagefs, expectCleanLog, BIN, type Mounted } from '../helpers/mount.js';
 import { expectNoMountUnder } from './lib.js';
+import { Sysd } from '../helpers/sysd.js';
+import { fcParams } from '../helpers/fc.js';
+import { mountExt4, type Ext4 } from '../helpers/ext4.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -48,160 +43,6 @@ const O_RDONLY = fs.constants.O_RDONLY;
 
 type Where = 'pagefs' | 'ext4';
 const WHERES: Where[] = ['pagefs', 'ext4'];
-
-// ---------------------------------------------------------------------------------------
-// sysd: the child process that makes the syscalls.
-
-const SYSD_SRC = String.raw`
-import fs from 'node:fs';
-import readline from 'node:readline';
-const { sys } = await import(process.argv[1]);
-const S = sys();
-const maps = new Map();
-let nextMap = 1;
-const big = (x) => (typeof x === 'string' ? BigInt(x) : x);
-const b64 = (b) => b.toString('base64');
-const outcome = (fn) => { try { return fn(); } catch (e) { return e.code ?? String(e); } };
-function readFully(fd, len, off) {
-  const buf = Buffer.alloc(len);
-  let got = 0;
-  while (got < len) {
-    const n = fs.readSync(fd, buf, got, len - got, off + got);
-    if (n === 0) break;
-    got += n;
-  }
-  return buf.subarray(0, got);
-}
-const ops = {
-  open: (p, flags, mode) => fs.openSync(p, flags, mode ?? 0o644),
-  close: (fd) => fs.closeSync(fd),
-  fallocate: (fd, mode, off, len) => S.fallocate(fd, mode, big(off), big(len)),
-  lseek: (fd, off, whence) => S.lseek(fd, big(off), whence),
-  seeks: (fd, offs) => offs.map((o) => [outcome(() => S.lseek(fd, big(o), 3)), outcome(() => S.lseek(fd, big(o), 4))]),
-  ioctl: (fd, cmd, hex) => S.ioctl(fd, cmd, hex == null ? null : Buffer.from(hex, 'hex')),
-  pwrite: (fd, data, off) => {
-    const b = Buffer.from(data, 'base64');
-    let done = 0;
-    while (done < b.length) done += fs.writeSync(fd, b, done, b.length - done, off + done);
-    return done;
-  },
-  pread: (fd, len, off) => b64(readFully(fd, len, off)),
-  ftruncate: (fd, len) => fs.ftruncateSync(fd, len),
-  fstat: (fd) => { const s = fs.fstatSync(fd); return { size: s.size, blocks: s.blocks }; },
-  fsync: (fd) => fs.fsyncSync(fd),
-  statfs: (p) => { const s = fs.statfsSync(p); return { bsize: s.bsize, blocks: s.blocks, bfree: s.bfree }; },
-  // The whole file; with direct, through O_DIRECT (no page cache is populated).
-  readFile: (p, direct) => {
-    if (!direct) {
-      const fd = fs.openSync(p, 'r');
-      try { return b64(readFully(fd, fs.fstatSync(fd).size, 0)); } finally { fs.closeSync(fd); }
-    }
-    const fd = S.openDirect(p, fs.constants.O_RDONLY);
-    try {
-      const size = fs.fstatSync(fd).size;
-      const parts = [];
-      for (let off = 0; off < size; off += 1 << 20) {
-        const b = S.preadDirect(fd, 1 << 20, off);
-        parts.push(b);
-        if (b.length < 1 << 20) break;
-      }
-      return b64(Buffer.concat(parts).subarray(0, size));
-    } finally { fs.closeSync(fd); }
-  },
-  mmap: (fd, off, len, prot, flags) => { const id = nextMap++; maps.set(id, S.mmap(fd, off, len, prot, flags)); return id; },
-  mread: (id, off, len) => b64(maps.get(id).read(off, len)),
-  munmap: (id) => { maps.get(id).munmap(); maps.delete(id); },
-};
-readline.createInterface({ input: process.stdin }).on('line', (line) => {
-  const { id, op, args } = JSON.parse(line);
-  let out;
-  try {
-    const v = ops[op](...args);
-    out = { id, ok: true, v: v === undefined ? null : v };
-  } catch (e) {
-    out = { id, ok: false, code: e.code ?? 'THROW', message: String(e && e.message || e) };
-  }
-  process.stdout.write(JSON.stringify(out) + '\n');
-});
-`;
-
-interface Reply { id: number; ok: boolean; v?: any; code?: string; message?: string }
-
-class Sysd {
-  private child: ChildProcess;
-  private pending = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
-  private nextId = 1;
-  private buf = '';
-  private stderr = '';
-  private exited: Promise<void>;
-  private dead = '';
-
-  constructor() {
-    const sysModule = pathToFileURL(path.join(ROOT, 'dist', 'sys', 'index.js')).href;
-    this.child = spawn(process.execPath, ['--input-type=module', '-e', SYSD_SRC, sysModule], { stdio: ['pipe', 'pipe', 'pipe'] });
-    this.child.stdout!.setEncoding('utf8');
-    this.child.stdout!.on('data', (d: string) => {
-      this.buf += d;
-      for (let i = this.buf.indexOf('\n'); i >= 0; i = this.buf.indexOf('\n')) {
-        const msg = JSON.parse(this.buf.slice(0, i)) as Reply;
-        this.buf = this.buf.slice(i + 1);
-        const p = this.pending.get(msg.id);
-        if (p) {
-          this.pending.delete(msg.id);
-          clearTimeout(p.timer);
-          p.resolve(msg);
-        }
-      }
-    });
-    this.child.stderr!.on('data', (d) => { this.stderr += d; });
-    this.child.stdin!.on('error', () => { /* the exit handler reports it */ });
-    this.exited = new Promise((resolve) => this.child.on('exit', (code, sig) => {
-      this.dead = `sysd exited (${code ?? sig}): ${this.stderr.slice(0, 2000)}`;
-      for (const p of this.pending.values()) {
-        clearTimeout(p.timer);
-        p.reject(new Error(this.dead));
-      }
-      this.pending.clear();
-      resolve();
-    }));
-  }
-
-  raw(op: string, args: unknown[], timeoutMs = 30_000): Promise<Reply> {
-    if (this.dead) return Promise.reject(new Error(this.dead));
-    const id = this.nextId++;
-    const enc = args.map((a) => (typeof a === 'bigint' ? a.toString() : a));
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        this.child.kill('SIGKILL');
-        reject(new Error(`sysd: ${op}(${JSON.stringify(enc).slice(0, 200)}) did not answer in ${timeoutMs} ms (a hung mount?)`));
-      }, timeoutMs);
-      this.pending.set(id, { resolve, reject, timer });
-      this.child.stdin!.write(JSON.stringify({ id, op, args: enc }) + '\n');
-    });
-  }
-
-  /** The call's value; an errno failure throws an Error with .code. */
-  async call(op: string, ...args: unknown[]): Promise<any> {
-    const r = await this.raw(op, args);
-    if (!r.ok) throw Object.assign(new Error(`${op}: ${r.code}: ${r.message}`), { code: r.code });
-    return r.v;
-  }
-
-  /** 'OK' or the errno name. */
-  async outcome(op: string, ...args: unknown[]): Promise<string> {
-    const r = await this.raw(op, args);
-    return r.ok ? 'OK' : r.code!;
-  }
-
-  /** Ends the child (closing every fd and mapping it holds); SIGKILL after 10 s. */
-  async stop(): Promise<void> {
-    if (!this.dead) this.child.stdin!.end();
-    const t = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
-    await this.exited;
-    clearTimeout(t);
-  }
-}
 
 /** One open file, on one side. */
 class Fd {
@@ -286,37 +127,9 @@ class Fd {
 // ---------------------------------------------------------------------------------------
 // ext4 images
 
-interface Ext4 { dir: string; img: string; mp: string; mounted: boolean }
-
-async function makeExt4(blockSize: number, size = '256M'): Promise<Ext4> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `pagefs-falloc-ext4-${blockSize}-`));
-  const e: Ext4 = { dir, img: path.join(dir, 'ext4.img'), mp: path.join(dir, 'mnt'), mounted: false };
-  fs.mkdirSync(e.mp);
-  let r = await run('truncate', ['-s', size, e.img], { timeoutMs: 10_000 });
-  if (r.code !== 0) throw new Error(`truncate: ${r.stderr}`);
-  // An explicit block size: mkfs.ext4 picks 1 KiB blocks by itself for images this small.
-  r = await run('mkfs.ext4', ['-q', '-F', '-b', String(blockSize), '-E', 'lazy_itable_init=0,lazy_journal_init=0', e.img], { timeoutMs: 60_000 });
-  if (r.code !== 0) throw new Error(`mkfs.ext4: ${r.stderr}`);
-  r = await run('mount', ['-o', 'loop', e.img, e.mp], { timeoutMs: 30_000 });
-  if (r.code !== 0) throw new Error(`mount ext4: ${r.stderr}`);
-  e.mounted = true;
-  return e;
-}
-
-async function removeExt4(e: Ext4 | undefined): Promise<void> {
-  if (!e) return;
-  if (e.mounted) {
-    const r = await run('umount', [e.mp], { timeoutMs: 30_000 });
-    if (r.code !== 0) await run('umount', ['-l', e.mp], { timeoutMs: 10_000 });
-    e.mounted = false;
-  }
-  // mount -o loop sets autoclear; detach explicitly in case it did not.
-  const l = await run('losetup', ['-j', e.img], { timeoutMs: 10_000 });
-  for (const line of l.stdout.split('\n')) {
-    const dev = line.split(':')[0];
-    if (dev.startsWith('/dev/loop')) await run('losetup', ['-d', dev], { timeoutMs: 10_000 });
-  }
-  fs.rmSync(e.dir, { recursive: true, force: true });
+/** An explicit block size: mkfs.ext4 picks 1 KiB blocks by itself for images this small. */
+function makeExt4(blockSize: number): Promise<Ext4> {
+  return mountExt4({ blockSize, size: '256M', mkfsArgs: ['-E', 'lazy_itable_init=0,lazy_journal_init=0'] });
 }
 
 let ext4: Ext4 | undefined;
@@ -326,10 +139,9 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await removeExt4(ext4);
-  const r = await run('grep', ['-E', 'pagefs-falloc-ext4-|pagefs-test-', '/proc/mounts'], { timeoutMs: 10_000 });
-  // Only our own ext4 mounts can be checked here; the FUSE mounts are checked per describe.
-  expect(r.stdout.split('\n').filter((l) => l.includes('pagefs-falloc-ext4-'))).toEqual([]);
+  await ext4?.cleanup();
+  // Only our own ext4 mount can be checked here; the FUSE mounts are checked per describe.
+  if (ext4) await expectNoMountUnder(ext4.dir);
 }, 120_000);
 
 // ---------------------------------------------------------------------------------------
@@ -873,17 +685,15 @@ describe('fallocate modes (pagefs vs ext4, 4 KiB blocks)', () => {
     expect(res.ext4).toEqual(res.pagefs);
   });
 
-  it('pagefs allows fallocate up to exactly 16 TiB (ext4 stops one block earlier, at 2^32 - 1 blocks)', async () => {
-    const f = await Fd.open(sd, path.join(m.mp, 'modes', 'max'), 'pagefs');
-    try {
-      expect([await f.falloc(K, 16 * TiB - 4096, 4096), await f.falloc(0, 16 * TiB - 4096, 4096), await f.falloc(K, 16 * TiB - 4096, 4097)])
-        .toEqual(['OK', 'OK', 'EFBIG']);
-      expect(await f.stat()).toEqual({ size: 16 * TiB, blocks: 8 });
-      expect(await f.truncate(0)).toBe('OK');
-      expect(await f.stat()).toEqual({ size: 0, blocks: 0 });
-    } finally {
-      await f.close();
-    }
+  it('fallocate reaches the last block below the maximum file size (2^32 - 1 blocks) and not a byte past it, as on ext4', async () => {
+    const res = await onBoth(sd, roots, 'maxsize', async (f) => {
+      const out = [await f.falloc(K, 16 * TiB - 8192, 4096), await f.falloc(0, 16 * TiB - 8192, 4096), await f.falloc(K, 16 * TiB - 8192, 4097),
+        await f.falloc(0, 16 * TiB - 4096, 1)];
+      const st = await f.stat();
+      return { out, st, trunc: await f.truncate(0), after: await f.stat() };
+    });
+    expect(res.pagefs).toEqual({ out: ['OK', 'OK', 'EFBIG', 'EFBIG'], st: { size: 16 * TiB - 4096, blocks: 8 }, trunc: 'OK', after: { size: 0, blocks: 0 } });
+    expect(res.ext4).toEqual(res.pagefs);
   });
 
   it('on a directory fd and on a read-only fd: EBADF, as on ext4', async () => {
@@ -1002,23 +812,8 @@ async function checkSeeks(files: Record<Where, Fd>, step: string, bs: number): P
   checksDone++;
 }
 
-const FC_SEED = Number(process.env.PAGEFS_FC_SEED ?? 0x5eed_fa11);
 let runNo = 0;
 
-function fcParams(numRuns: number): fc.Parameters<[Op[]]> {
-  return {
-    // No interruptAfterTimeLimit: for async properties it abandons the running sequence
-    // in the background (still issuing syscalls) instead of stopping it. The test timeout
-    // bounds the run and the shrinking instead.
-    seed: FC_SEED, numRuns,
-    reporter: (out) => {
-      if (out.failed) {
-        throw new Error(`${fc.defaultReportMessage(out)}\n(fast-check seed ${FC_SEED}; set PAGEFS_FC_SEED to change it)` +
-          `\nError of the shrunk counterexample: ${(out.errorInstance as Error | undefined)?.message ?? out.errorInstance}`);
-      }
-    },
-  };
-}
 
 describe('property: random pwrite/ftruncate/fallocate sequences, pagefs vs ext4 (4 KiB blocks)', () => {
   let m: Mounted;
@@ -1042,7 +837,7 @@ describe('property: random pwrite/ftruncate/fallocate sequences, pagefs vs ext4 
     const checks0 = checksDone;
     await fc.assert(fc.asyncProperty(ops, async (seq) => {
       await runSequence(sd, roots, `c${runNo++}`, seq, 5, checkContents);
-    }), fcParams(60));
+    }), fcParams<[Op[]]>(60));
     expect(checksDone - checks0, 'comparisons made').toBeGreaterThanOrEqual(60);
   }, 200_000);
 
@@ -1050,7 +845,7 @@ describe('property: random pwrite/ftruncate/fallocate sequences, pagefs vs ext4 
     const checks0 = checksDone;
     await fc.assert(fc.asyncProperty(ops, async (seq) => {
       await runSequence(sd, roots, `s${runNo++}`, seq, 5, (files, step) => checkSeeks(files, step, 4096));
-    }), fcParams(60));
+    }), fcParams<[Op[]]>(60));
     expect(checksDone - checks0, 'comparisons made').toBeGreaterThanOrEqual(60);
   }, 200_000);
 
@@ -1448,7 +1243,7 @@ describe('1 KiB blocks: four blocks per 4 KiB page (pagefs vs ext4 -b 1024)', ()
   afterAll(async () => {
     await sd?.stop();
     await m?.cleanup();
-    await removeExt4(ext1k);
+    await ext1k?.cleanup();
   }, 120_000);
 
   it('statfs reports 1 KiB blocks', async () => {
@@ -1576,7 +1371,7 @@ describe('1 KiB blocks: four blocks per 4 KiB page (pagefs vs ext4 -b 1024)', ()
     const checks0 = checksDone;
     await fc.assert(fc.asyncProperty(fc.array(opArb(BS, 64 * KiB), { minLength: 1, maxLength: 25 }), async (seq) => {
       await runSequence(sd, rootsP, `k${runNo++}`, seq, 5, checkContents);
-    }), fcParams(25));
+    }), fcParams<[Op[]]>(25));
     expect(checksDone - checks0, 'comparisons made').toBeGreaterThanOrEqual(25);
   }, 200_000);
 
@@ -1586,7 +1381,7 @@ describe('1 KiB blocks: four blocks per 4 KiB page (pagefs vs ext4 -b 1024)', ()
     const checks0 = checksDone;
     await fc.assert(fc.asyncProperty(fc.array(opArb(BS, 64 * KiB), { minLength: 1, maxLength: 25 }), async (seq) => {
       await runSequence(sd, rootsP, `ks${runNo++}`, seq, 5, (files, step) => checkSeeks(files, step, BS));
-    }), fcParams(25));
+    }), fcParams<[Op[]]>(25));
     expect(checksDone - checks0, 'comparisons made').toBeGreaterThanOrEqual(25);
   }, 200_000);
 

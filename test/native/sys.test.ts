@@ -310,3 +310,31 @@ describe('O_DIRECT', () => {
     });
   });
 });
+
+describe('raw pread, pwrite, ftruncate, truncate', () => {
+  it('round-trip at any offset, BigInt too; negative and huge values reach the kernel and come back as its errno', () => {
+    const file = path.join(dir, 'raw');
+    const fd = fs.openSync(file, 'w+');
+    try {
+      const data = pattern(5000, 3);
+      expect(S.pwrite(fd, data, 2n ** 32n)).toBe(5000);
+      expect(S.pread(fd, 6000, 2 ** 32).equals(data)).toBe(true); // short at EOF
+      expect(S.pread(fd, 0, 0).length).toBe(0);
+      expect(S.pwrite(fd, Buffer.alloc(0), 7)).toBe(0);
+      expect(errnoOf(() => S.pread(fd, 10, -1))).toMatchObject({ code: 'EINVAL', message: 'pread: Invalid argument' });
+      expect(errnoOf(() => S.pwrite(fd, data, -4096n)).code).toBe('EINVAL');
+      expect(errnoOf(() => S.pwrite(fd, data, 2n ** 63n - 1n)).code).toMatch(/^E(FBIG|INVAL|OVERFLOW)$/);
+      S.ftruncate(fd, 10n);
+      expect(fs.fstatSync(fd).size).toBe(10);
+      expect(errnoOf(() => S.ftruncate(fd, -1)).code).toBe('EINVAL');
+      S.truncate(file, 2n ** 33n);
+      expect(fs.statSync(file).size).toBe(2 ** 33);
+      expect(errnoOf(() => S.truncate(file, -1n)).code).toBe('EINVAL');
+      expect(errnoOf(() => S.truncate(path.join(dir, 'missing'), 0)).code).toBe('ENOENT');
+      // Our buffer, our bounds: a length that cannot be allocated is refused before the syscall.
+      expect(() => S.pread(fd, -1, 0)).toThrow(RangeError);
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+});
