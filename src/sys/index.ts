@@ -53,6 +53,8 @@ export interface Sys {
   /** pread/pwrite through a page-aligned bounce buffer, for O_DIRECT descriptors. */
   preadDirect(fd: number, length: number, offset: number): Buffer;
   pwriteDirect(fd: number, data: Buffer, offset: number): number;
+  /** glibc's malloc_trim(0): returns the free pages inside malloc's arenas to the kernel. Touches no file (safe in the daemon). */
+  mallocTrim(): number;
 }
 
 export function sys(): Sys {
