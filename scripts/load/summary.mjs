@@ -12,8 +12,10 @@ const n = (x) => Math.round(x).toLocaleString('en-US');
 export function fioFigures(job, r, verifies) {
   const out = { job, code: r.code, signal: r.signal, timedOut: r.timedOut, verifies, error: null, read: 0, written: 0, trims: 0, ios: 0 };
   try {
-    const j = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))).jobs[0];
-    out.error = j.error;
+    // The measured job is the last one; a job file may lay its file out in a job before it.
+    const jobs = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))).jobs;
+    const j = jobs[jobs.length - 1];
+    out.error = jobs.find((x) => x.error !== 0)?.error ?? 0;
     out.read = j.read.io_bytes;
     out.written = j.write.io_bytes;
     out.trims = j.trim?.total_ios ?? 0;
