@@ -81,6 +81,8 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
     for (const c of storms) if (c.exitCode === null) c.kill('SIGTERM');
     killRunning('SIGTERM');
     await waitRunning();
+    // A storm worker still in the mount would make the unmount "busy".
+    for (let i = 0; i < 100 && storms.some((c) => c.exitCode === null && c.signalCode === null); i++) await new Promise((r) => setTimeout(r, 100));
     await bench?.cleanup();
     process.exit(130);
   });
@@ -163,6 +165,8 @@ async function main() {
 
   const fio = await Promise.all(fioRuns);
   const storm = stormTotals(await Promise.all(stormStates.map((x) => x.done)));
+  // Stopped by a signal: its handler unmounts and exits; nothing more to do here.
+  if (stopping) await new Promise(() => undefined);
   sampling = false;
   await sampler;
   bar.stop();
