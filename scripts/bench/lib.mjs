@@ -137,12 +137,16 @@ export function dropCaches() {
   fs.writeFileSync('/proc/sys/vm/drop_caches', '3');
 }
 
-/** VmRSS / VmHWM of a process, in bytes (null once it is gone). */
+/**
+ * VmRSS / VmHWM of a process, in bytes (null once it is gone), and VmRSS split as the
+ * kernel counts it: anonymous, file-backed (e.g. a mapped database), shared memory
+ * (mapped tmpfs files).
+ */
 export function procMem(pid) {
   try {
     const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
     const kb = (k) => Number((new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s) ?? [])[1] ?? NaN) * 1024;
-    return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+    return { rss: kb('VmRSS'), hwm: kb('VmHWM'), anon: kb('RssAnon'), file: kb('RssFile'), shmem: kb('RssShmem') };
   } catch {
     return null;
   }

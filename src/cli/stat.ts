@@ -80,6 +80,12 @@ export async function statCommand(target: string, opts: { json?: boolean }): Pro
         ['locks', `${c.lock.waits} waits, ${(c.lock.waitNs / 1e6).toFixed(1)} ms waiting; checker ${live.lockChecker.enabled ? 'on' : 'off'}, ${live.lockChecker.violations} violations`],
         ['readers', `${live.readers.threads} threads, ${live.readers.reads} reads of ${live.readers.blocks} blocks, at most ${live.readers.maxOutstanding} at once; ${live.readers.syncReads ?? 0} small reads on the main thread`],
       );
+      const mem = live.memory;
+      if (mem) {
+        lines.push(['memory', `rss ${formatSize(mem.rss)}, JS heap ${formatSize(mem.heapUsed)} of ${formatSize(mem.heapTotal)}, ` +
+          `external ${formatSize(mem.external)} (of which ArrayBuffers ${formatSize(mem.arrayBuffers)})` +
+          (mem.trim ? `; ${mem.trim.trims} malloc trims, ${mem.trim.ms.toFixed(0)} ms in all, at most ${mem.trim.maxMs.toFixed(1)} ms` : '')]);
+      }
       if (live.unsafeNoInvalidateLock) lines.push(['WARNING', 'mounted with --unsafe-no-invalidate-lock: reads may return stale data']);
     } else if (owner) {
       lines.push(['note', 'the daemon owns this store; stat its mountpoint for live figures']);

@@ -16,6 +16,9 @@ export function serveControl(pid: number, snapshot: () => unknown): () => void {
   const p = controlPath(pid);
   fs.rmSync(p, { force: true });
   const server = net.createServer((sock) => {
+    // A client that gave up (queryControl's timeout on a busy daemon) makes our write fail
+    // with EPIPE; unhandled, that error event killed the daemon and left its mount dead.
+    sock.on('error', () => undefined);
     sock.end(JSON.stringify(snapshot(), (_k, v) => (typeof v === 'bigint' ? Number(v) : v)) + '\n');
   });
   server.listen(p, () => fs.chmodSync(p, 0o600));

@@ -10,8 +10,10 @@ import Database from 'better-sqlite3';
 
 const db = new Database(workerData.path as string, { readonly: true, fileMustExist: true });
 db.pragma('busy_timeout = 5000');
-db.pragma('mmap_size = 1073741824');
-db.pragma('cache_size = -16384');
+// No mmap and a small cache: see applyPragmas (open.ts); the data blocks read here are
+// cached above, in the page cache, so SQLite's cache only needs the b-tree's inner pages.
+db.pragma('mmap_size = 0');
+db.pragma('cache_size = -4096');
 const one = db.prepare('SELECT bytes FROM data WHERE pblock = ?').pluck();
 // A sequentially written file has consecutive physical blocks: one range scan walks the
 // b-tree's leaves instead of descending from the root for each block (half the cost per

@@ -60,6 +60,8 @@ export interface Sys {
   /** ftruncate(2) and truncate(2) with any length, negative too. */
   ftruncate(fd: number, length: number | bigint): void;
   truncate(path: string, length: number | bigint): void;
+  /** glibc's malloc_trim(0): returns the free pages inside malloc's arenas to the kernel. Touches no file (safe in the daemon). */
+  mallocTrim(): number;
 }
 
 export function sys(): Sys {
