@@ -3,11 +3,10 @@
  * byte paths made by one python3 child per batch (a hung mount fails the batch by
  * timeout instead of hanging the worker), and the check that the daemon still answers.
  */
-import { beforeAll, afterAll } from 'vitest';
 import fsp from 'node:fs/promises';
 import { spawn } from 'node:child_process';
-import { mountFresh, expectCleanLog, type Mounted } from '../helpers/mount.js';
-import { mountExt4, type Ext4 } from '../helpers/ext4.js';
+import { expectCleanLog, type Mounted } from '../helpers/mount.js';
+import { pagefsAndExt4, type SideBySide } from '../helpers/ext4.js';
 
 /**
  * Runs each call with bytes paths (hex on the wire, so any byte but NUL goes through) and
@@ -123,18 +122,9 @@ export async function expectDaemonWell(m: Mounted): Promise<void> {
   expectCleanLog(m);
 }
 
-export interface Both { m: Mounted; ext4: Ext4 }
+export type Both = SideBySide;
 
 /** A fresh pagefs and a loop-mounted ext4, both with 4 KiB blocks, for one test file's tests. */
 export function mountBothForFile(): Both {
-  const both = {} as Both;
-  beforeAll(async () => {
-    both.ext4 = await mountExt4({ blockSize: 4096 });
-    both.m = await mountFresh({ blockSize: 4096 });
-  }, 120_000);
-  afterAll(async () => {
-    await both.m?.cleanup();
-    await both.ext4?.cleanup();
-  }, 120_000);
-  return both;
+  return pagefsAndExt4({ blockSize: 4096 }, { blockSize: 4096 });
 }
