@@ -8,7 +8,16 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 
-const db = new Database(workerData.path as string, { readonly: true, fileMustExist: true });
+/** The store, read-only; a failure is rethrown as a plain Error, whose message (unlike a SqliteError's) survives the trip to the parent thread. */
+function openStore(file: string): Database.Database {
+  try {
+    return new Database(file, { readonly: true, fileMustExist: true });
+  } catch (e) {
+    throw new Error(`cannot open ${file}: ${(e as Error).message} (${(e as { code?: string }).code ?? 'no code'})`);
+  }
+}
+
+const db = openStore(workerData.path as string);
 db.pragma('busy_timeout = 5000');
 // No mmap and a small cache: see applyPragmas (open.ts); the data blocks read here are
 // cached above, in the page cache, so SQLite's cache only needs the b-tree's inner pages.

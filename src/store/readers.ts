@@ -18,6 +18,8 @@ import type { BlockTable } from './blocks.js';
 interface Pending {
   resolve: (v: (Buffer | undefined)[]) => void;
   reject: (e: Error) => void;
+  /** Kept so that a read held by a thread that died can be sent again. */
+  pblocks: number[];
 }
 
 interface Slot {
@@ -55,21 +57,26 @@ export class ReaderPool {
         else p.resolve(msg.bufs!.map((ab) => (ab ? Buffer.from(ab) : undefined)));
       });
       // A thread that dies (it could not open the store: removed before the thread got to
-      // it) would leave every read sent to it waiting forever: drop it, fail what it held,
-      // and read on the others, or on the caller's connection when none is left.
+      // it, which a loaded machine makes likely) would leave every read sent to it waiting
+      // forever: drop it and send what it held again, to the others or to the caller's
+      // connection when none is left. The caller still holds its invalidate_lock across the
+      // lookup and this read, so reading again elsewhere reads the same blocks.
       const lost = (why: string) => {
         const at = this.slots.indexOf(slot);
         if (at < 0) return;
         this.slots.splice(at, 1);
         this.log(`block reader thread stopped (${why}); ${this.slots.length} left${this.slots.length ? '' : ', reading on the main connection'}`);
-        for (const [id, p] of [...this.pending]) {
-          if (!slot.ids.has(id)) continue;
+        for (const id of slot.ids) {
+          const p = this.pending.get(id);
+          if (!p) continue;
           this.pending.delete(id);
           this.stats.outstanding--;
-          p.reject(new Error(`block read: reader thread stopped (${why})`));
+          this.read(p.pblocks).then(p.resolve, p.reject);
         }
+        slot.ids.clear();
       };
-      worker.on('error', (e) => lost(e.message));
+      // A worker's uncaught throw arrives as a copy of whatever was thrown, not always an Error.
+      worker.on('error', (e: unknown) => lost(e instanceof Error ? e.message : JSON.stringify(e)));
       worker.on('exit', (code) => lost(`exit ${code}`));
       worker.unref();
       this.slots.push(slot);
@@ -95,7 +102,7 @@ export class ReaderPool {
     this.stats.outstanding++;
     if (this.stats.outstanding > this.stats.maxOutstanding) this.stats.maxOutstanding = this.stats.outstanding;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, { resolve, reject, pblocks });
       slot.worker.postMessage({ id, pblocks });
     });
   }

@@ -19,7 +19,19 @@ let small = '';
 let ext4: Ext4 | null = null;
 let holder: ChildProcess | null = null;
 let bgMount = '';
+/**
+ * Handles a test opened on a mount: closed before the mount goes, so that a failed test
+ * does not leave one for the garbage collector to close on a dead connection (ENOTCONN
+ * thrown from nowhere, in whichever test runs then).
+ */
+const handles: fs.promises.FileHandle[] = [];
+async function openOnMount(p: string, flags: string): Promise<fs.promises.FileHandle> {
+  const fh = await fs.promises.open(p, flags);
+  handles.push(fh);
+  return fh;
+}
 afterEach(async () => {
+  for (const fh of handles.splice(0)) await fh.close().catch(() => undefined);
   if (bgMount) await forceClear(bgMount);
   bgMount = '';
   if (holder && holder.exitCode === null && holder.signalCode === null) holder.kill('SIGKILL');
@@ -112,7 +124,7 @@ describe('store faults', () => {
     // The daemon still answers, and after deleting, new data is stored and read back.
     await fs.promises.unlink(big);
     const data = Buffer.alloc(2 << 20, 7);
-    const fh = await fs.promises.open(path.join(m.mp, 'small'), 'w');
+    const fh = await openOnMount(path.join(m.mp, 'small'), 'w');
     await fh.write(data);
     await fh.sync();
     await fh.close();
@@ -142,7 +154,7 @@ describe('store faults: the store cannot be written', () => {
     const dataA = Buffer.alloc(1 << 20, 0xa1);
     await writeSynced(a, dataA);
     const dataB = Buffer.alloc(256 << 10, 0xb2);
-    const fhB = await fs.promises.open(b, 'w');
+    const fhB = await openOnMount(b, 'w');
     await fhB.write(dataB, 0, dataB.length, 0);
     // e is written back by close (a commit with synchronous=NORMAL, maybe not synced yet).
     const e = path.join(m.mp, 'e');
@@ -151,7 +163,7 @@ describe('store faults: the store cannot be written', () => {
     expect((await run('chattr', ['+i', ...files])).code).toBe(0);
     // Its fsync has nothing new to write but must sync the WAL, so it must write too: EIO,
     // not a success that promised nothing.
-    const fhE = await fs.promises.open(e, 'r+');
+    const fhE = await openOnMount(e, 'r+');
     expect(await errnoOf(fhE.sync())).toBe('EIO');
     await fhE.close();
 
@@ -197,7 +209,7 @@ describe('store faults: the store\'s filesystem turns read-only (ext4 errors=rem
     const a = path.join(mp, 'a');
     const dataA = Buffer.alloc(1 << 20, 0x3c);
     await writeSynced(a, dataA);
-    const fhB = await fs.promises.open(path.join(mp, 'b'), 'w');
+    const fhB = await openOnMount(path.join(mp, 'b'), 'w');
     await fhB.write(Buffer.alloc(64 << 10, 2));
     fs.writeFileSync(`/sys/fs/ext4/${ext4.dev}/trigger_fs_error`, '1');
 
@@ -239,7 +251,7 @@ describe('store faults: the store is removed', () => {
     const a = path.join(m!.mp, 'a');
     const dataA = Buffer.alloc(512 << 10, 0x5a);
     await writeSynced(a, dataA);
-    const fhB = await fs.promises.open(path.join(m!.mp, 'b'), 'w');
+    const fhB = await openOnMount(path.join(m!.mp, 'b'), 'w');
     await fhB.write(Buffer.alloc(64 << 10, 1));
     await fs.promises.unlink(m!.store);
     await expectFaulty(m, fhB, a, dataA, /store fault: the store .* was removed \(unlinked\) under the running daemon/);
@@ -276,7 +288,7 @@ const holderOut = (c: ChildProcess): string => (c as any).output();
 /** Mounts a fresh store with file f open and 128 KiB of dirty data in it. */
 async function mountWithDirtyFile(fill: number): Promise<{ fh: fs.promises.FileHandle; data: Buffer }> {
   m = await mountFresh();
-  const fh = await fs.promises.open(path.join(m!.mp, 'f'), 'w');
+  const fh = await openOnMount(path.join(m!.mp, 'f'), 'w');
   const data = Buffer.alloc(128 << 10, fill);
   await fh.write(data);
   return { fh, data };

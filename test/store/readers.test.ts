@@ -1,0 +1,47 @@
+/** The block-reader threads: a thread that dies must not take the reads it held with it. */
+import { describe, it, expect, afterEach } from 'vitest';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createStoreFile } from '../../src/store/open.js';
+import { Store } from '../../src/store/store.js';
+import { ReaderPool, SYNC_MAX_BYTES } from '../../src/store/readers.js';
+
+const BS = 4096;
+let dir = '';
+afterEach(() => { if (dir) fs.rmSync(dir, { recursive: true, force: true }); dir = ''; });
+
+describe('ReaderPool', () => {
+  it('sends again the reads of threads that die (here: they cannot open the store), and names why', async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagefs-readers-'));
+    const file = path.join(dir, 'store.db');
+    createStoreFile(file, BS, 64 << 20);
+    const store = Store.open(file, { readonly: false, cmd: 'test' });
+    const n = (SYNC_MAX_BYTES / BS) * 4; // large enough to go to a thread
+    const pblocks = Array.from({ length: n }, (_, i) => i + 1);
+    store.txn(() => { for (const p of pblocks) store.blocks.writeData(p, Buffer.alloc(BS, p)); });
+    const lines: string[] = [];
+    // The threads are given a path with no store, as when the store is removed before a
+    // thread of a loaded machine gets to open it; the caller's own connection still reads.
+    const pool = new ReaderPool(path.join(dir, 'gone.db'), 2, store.blocks, BS, (m) => lines.push(m));
+    try {
+      const reads = await Promise.all([pool.read(pblocks), pool.read(pblocks.slice(1)), pool.read(pblocks)]);
+      for (const got of reads) {
+        for (const b of got) expect(b!.equals(Buffer.alloc(BS, b![0]))).toBe(true);
+      }
+      expect(reads[0].map((b) => b![0])).toEqual(pblocks);
+      expect(reads[1].map((b) => b![0])).toEqual(pblocks.slice(1));
+      expect(pool.threads).toBe(0);
+      expect(pool.stats.outstanding).toBe(0);
+      expect(lines.length).toBeGreaterThanOrEqual(2);
+      for (const l of lines) {
+        expect(l).toMatch(/^block reader thread stopped \(cannot open .*gone\.db: .*\(SQLITE_CANTOPEN\)\); \d left/);
+      }
+      // With no thread left, reads go on on the caller's connection.
+      expect((await pool.read(pblocks)).map((b) => b![0])).toEqual(pblocks);
+    } finally {
+      await pool.close();
+      store.db.close();
+    }
+  }, 30_000);
+});
