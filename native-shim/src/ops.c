@@ -1,15 +1,14 @@
 /*
- * ops.c — the libfuse low-level callbacks: copy the request, enqueue it, return.
+ * ops.c — the libfuse low-level callbacks: copy the request, hand it to JS, return.
  *
- * Contract: every callback runs on a libfuse worker thread, copies everything it
- * needs (names, values and write data are only valid during the callback; so is the
- * fuse_file_info, of which only fh is kept), posts one ps_event to the session's
- * thread-safe function without blocking (the queue is unbounded) and returns. It
- * never waits for JavaScript: a request answered later does not hold a libfuse
- * thread, so slow JS cannot starve the loop (fuse_loop_mt starts a new worker only
- * when none is idle). The per-op argument lists are those of OP in binding.ts.
+ * Contract: every callback runs on the JS thread, inside session.c's read loop, copies
+ * everything it needs (names, values and write data are only valid during the
+ * callback; so is the fuse_file_info, of which only fh is kept), hands one ps_event to
+ * the JS handler (ps_event_post) and returns. The handler may answer at once or later;
+ * the callback never waits for the answer. The per-op argument lists are those of OP
+ * in binding.ts.
  *
- * Failure: if a copy fails or JavaScript is gone (the TSFN is closing), the request is
+ * Failure: if a copy fails or JavaScript is gone (its env torn down), the request is
  * answered here, ENOMEM or EIO (FORGETs with no reply), so the kernel never waits for
  * an answer that cannot come. Those are the only errno choices the addon makes.
  */
@@ -123,21 +122,6 @@ void ps_event_abandon(ps_event *e, int err) {
     ps_raw_abandon(e->raw, err);
   }
   ps_event_free(e);
-}
-
-void ps_event_post(ps_event *e) {
-  if (e->fail) {
-    ps_event_abandon(e, e->fail);
-    return;
-  }
-  ps_session *s = e->session;
-  pthread_rwlock_rdlock(&s->tsfn_lock);
-  napi_status st = s->tsfn_gone ? napi_closing : napi_call_threadsafe_function(s->tsfn, e, napi_tsfn_nonblocking);
-  pthread_rwlock_unlock(&s->tsfn_lock);
-  if (st != napi_ok) {
-    /* napi_closing: Node is shutting down and will never run the handler. */
-    ps_event_abandon(e, EIO);
-  }
 }
 
 #define SESSION(req) ((ps_session *)fuse_req_userdata(req))

@@ -1,35 +1,44 @@
 /*
- * session.c — mount, the libfuse loop thread, the thread-safe function, unmount.
+ * session.c — mount, the read loop on the JS thread, unmount.
  *
  * Contract (binding.ts `mount`/`unmount`):
  * - mount(mountpoint, argv, config, handler) creates the session from argv
  *   (argv[0] is a program name), registers only the ops in config.ops, mounts, and
- *   starts one pthread that runs fuse_session_loop_mt with at most config.maxThreads
- *   workers. Failures throw an Error with .code/.errno. No libfuse signal handlers:
- *   Node owns signals, and the loop threads block them all so that every signal is
- *   delivered to Node's threads.
- * - Each request reaches JS as handler(op, req, uid, gid, pid, umask, ...args) through
- *   one refed thread-safe function, which keeps Node's event loop alive while
- *   mounted. When the loop returns the loop thread posts EXIT(rc) and releases the
- *   TSFN, so Node can exit once JS lets go too.
+ *   starts polling the /dev/fuse descriptor in Node's event loop. Failures throw an
+ *   Error with .code/.errno. No libfuse signal handlers: Node owns signals.
+ * - When the descriptor is readable, requests are read (non-blocking, up to
+ *   PS_BATCH per wake-up) and processed by libfuse on the JS thread; its callbacks
+ *   (ops.c) hand each one to handler(op, req, uid, gid, pid, umask, ...args) at once.
+ *   One callback scope spans a batch, so promise continuations of the handlers run
+ *   after it, as they would after any I/O callback. The active poll keeps Node's event
+ *   loop alive while mounted. When the connection ends (ENODEV, a failed read, or the
+ *   exit flag set by unmount) the poll stops and the handler gets EXIT(rc).
  * - unmount(session) sets libfuse's exit flag and detaches the mount; it runs once,
- *   never waits for JS, and the EXIT event follows when the loop returns. An idle
- *   mount is torn down at once (every worker's read returns ENODEV). A busy one (open
- *   files, a cwd inside) outlives the detach: the loop then ends at the next request
- *   it reads, since libfuse checks the flag after each one, and whoever still uses the
- *   mount gets ENOTCONN once the daemon process has exited.
+ *   never waits for JS, and the EXIT event follows. An idle mount is torn down at once
+ *   (the descriptor turns readable and reads ENODEV). A busy one (open files, a cwd
+ *   inside) outlives the detach: the loop then ends at the next request it reads, and
+ *   whoever still uses the mount gets ENOTCONN once the daemon process has exited.
+ *
+ * Why the JS thread reads the requests: with libfuse's worker threads every request
+ * crossed threads twice (a worker woken by the kernel, then the JS thread woken through
+ * a thread-safe function), and on this kind of virtual machine each wake-up costs more
+ * than the work of a cached read. Here the kernel wakes the thread that answers. A
+ * slow handler delays the reading of later requests exactly as it delayed their
+ * handling before: JavaScript is one thread either way. Nothing on this thread may
+ * block on the mount: the kernel could then wait for a request only this thread reads
+ * (notify.c runs its calls on pool threads for that reason).
  *
  * The session is never destroyed (see ps_session in shim.h), and the /dev/fuse
  * descriptor is never closed: replies and notifications may still be written to it
- * from other threads after the loop ends, and closing it would let a later open()
- * reuse the number, so that such a write could land in an unrelated file (libfuse's
- * fuse_session_unmount closes it; that is why it is not used here). Once the kernel
- * has torn the mount down the descriptor is a dead connection, and those writes fail
- * harmlessly.
+ * after the loop ends, and closing it would let a later open() reuse the number, so
+ * that such a write could land in an unrelated file (libfuse's fuse_session_unmount
+ * closes it; that is why it is not used here). Once the kernel has torn the mount down
+ * the descriptor is a dead connection, and those writes fail harmlessly.
  */
 #include "shim.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -130,45 +139,110 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
   }
 }
 
-/* ---- the loop thread ---- */
+/* ---- the read loop ---- */
 
-static void *loop_main(void *arg) {
-  ps_session *s = arg;
-  /* Workers inherit this mask: signals must reach Node's threads, not ours (glibc
-     keeps its cancellation signal deliverable, which fuse_loop_mt relies on). */
-  sigset_t all;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, NULL);
+/*
+ * Requests read per wake-up before the event loop gets a turn (timers, other I/O) and
+ * the handlers' promise continuations run. For one process waiting on one read at a
+ * time it makes no difference (measured: 1 and 64 gave the same cold and warm 4 KiB
+ * random-read rates); under a burst it saves a loop turn per request.
+ */
+#define PS_BATCH 64
 
-  int rc = fuse_session_loop_mt(s->se, s->loop_cfg);
-  /* The loop clears the exited flag on return; set it again so that late replies to a
-     dead connection fail quietly instead of printing "fuse: writing device". */
-  fuse_session_exit(s->se);
+void ps_event_post(ps_event *e) {
+  ps_session *s = e->session;
+  if (e->fail || s->gone) {
+    ps_event_abandon(e, e->fail ? e->fail : EIO);
+    return;
+  }
+  napi_env env = s->env;
+  napi_handle_scope hs;
+  napi_value fn;
+  if (napi_open_handle_scope(env, &hs) != napi_ok) {
+    ps_event_abandon(e, ENOMEM);
+    return;
+  }
+  if (napi_get_reference_value(env, s->handler, &fn) != napi_ok || fn == NULL)
+    ps_event_abandon(e, EIO);
+  else
+    call_js(env, fn, NULL, e);
+  napi_close_handle_scope(env, hs);
+}
 
+static void post_exit(ps_session *s, int rc) {
   ps_event *e = ps_event_new(s, PS_OP_EXIT, NULL);
   if (e) {
     ps_event_num(e, rc);
     ps_event_post(e);
   }
-  /* All workers have been joined, so nothing calls the TSFN after this. */
-  pthread_rwlock_rdlock(&s->tsfn_lock);
-  if (!s->tsfn_gone)
-    napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
-  pthread_rwlock_unlock(&s->tsfn_lock);
-  return NULL;
+}
+
+/* Stops reading for good: the connection is over, or JS asked for it. */
+static void stop_reading(ps_session *s) {
+  if (!s->reading)
+    return;
+  s->reading = false;
+  /* Late replies to a dead connection then fail quietly instead of printing
+     "fuse: writing device". */
+  fuse_session_exit(s->se);
+  uv_poll_stop(&s->poll);
+  uv_close((uv_handle_t *)&s->poll, NULL);
+}
+
+static void on_readable(uv_poll_t *h, int status, int events) {
+  ps_session *s = h->data;
+  napi_env env = s->env;
+  napi_handle_scope hs;
+  napi_value resource;
+  napi_callback_scope cs;
+  if (napi_open_handle_scope(env, &hs) != napi_ok)
+    return;
+  bool scoped = napi_create_object(env, &resource) == napi_ok &&
+                napi_open_callback_scope(env, resource, s->actx, &cs) == napi_ok;
+  int rc = status < 0 ? status : 0;
+  bool over = status < 0;
+  for (int i = 0; !over && i < PS_BATCH; i++) {
+    if (fuse_session_exited(s->se)) {
+      over = true;
+      break;
+    }
+    int res = fuse_session_receive_buf(s->se, &s->buf);
+    if (res == -EAGAIN)
+      break;
+    if (res == -EINTR)
+      continue;
+    if (res <= 0) {
+      /* 0: ENODEV (unmounted, or the connection aborted) or the exit flag. */
+      rc = res;
+      over = true;
+      break;
+    }
+    fuse_session_process_buf(s->se, &s->buf);
+  }
+  if (over) {
+    stop_reading(s);
+    post_exit(s, rc);
+  }
+  if (scoped)
+    napi_close_callback_scope(env, cs);
+  napi_close_handle_scope(env, hs);
 }
 
 /*
- * Environment teardown (a worker_thread terminated while mounted) frees the TSFN
- * while the loop may still run: from here on requests are answered EIO by the libfuse
- * threads instead. process.exit() and fatal exceptions do not run this hook, and do
- * not free the TSFN either.
+ * Environment teardown (a worker_thread terminated while mounted): nothing will ever
+ * answer again, so stop reading and detach the mount rather than leave its users
+ * waiting. process.exit() and fatal exceptions do not run this hook; the kernel ends
+ * the connection when the process is gone.
  */
+static int detach_mount(ps_session *s);
 static void env_cleanup(void *arg) {
   ps_session *s = arg;
-  pthread_rwlock_wrlock(&s->tsfn_lock);
-  s->tsfn_gone = true;
-  pthread_rwlock_unlock(&s->tsfn_lock);
+  s->gone = true;
+  stop_reading(s);
+  if (!s->unmounted) {
+    s->unmounted = true;
+    detach_mount(s);
+  }
 }
 
 /* ---- mount table ---- */
@@ -231,8 +305,8 @@ static int spawn_fusermount(const char *mountpoint) {
 }
 
 /*
- * Detaches the mount; the kernel then tears the connection down, every blocked
- * worker read returns ENODEV and the loop ends. MNT_DETACH because a busy mount must
+ * Detaches the mount; the kernel then tears the connection down, the descriptor
+ * turns readable, the next read returns ENODEV and the loop ends. MNT_DETACH because a busy mount must
  * not make us wait, and the final teardown of an idle mount runs in this thread as it
  * leaves the syscall: it sends nothing that needs JS as long as the kernel holds no
  * dirty pages for us (write-through, no writeback_cache). With writeback_cache the
@@ -286,7 +360,6 @@ static bool read_config(napi_env env, napi_value cfg, ps_session *s, struct fuse
   if (!get_u32_prop(env, cfg, "want", &s->want) || !get_u32_prop(env, cfg, "unwant", &s->unwant) ||
       !get_u32_prop(env, cfg, "maxWrite", &s->max_write) ||
       !get_u32_prop(env, cfg, "maxReadahead", &s->max_readahead) ||
-      !get_u32_prop(env, cfg, "maxThreads", &s->max_threads) ||
       !get_u32_prop(env, cfg, "timeGran", &s->time_gran))
     return false;
 
@@ -356,8 +429,6 @@ napi_value ps_mount(napi_env env, napi_callback_info info) {
     ps_throw_errno(env, "mount", ENOMEM);
     return NULL;
   }
-  pthread_mutex_init(&s->unmount_lock, NULL);
-  pthread_rwlock_init(&s->tsfn_lock, NULL);
 
   if (!(given = ps_arg_string(env, argv[0], "mountpoint")) || !read_argv(env, argv[1], &fargs) ||
       !read_config(env, argv[2], s, &ops))
@@ -402,44 +473,41 @@ napi_value ps_mount(napi_env env, napi_callback_info info) {
   if (!find_mount_dev(s->mountpoint, &s->mount_dev))
     s->mount_dev = 0;
 
-  napi_value name;
-  napi_create_string_utf8(env, "pagefs-fuse", NAPI_AUTO_LENGTH, &name);
-  /* max_queue_size 0: unbounded, so posting never blocks a libfuse thread. */
-  if (napi_create_threadsafe_function(env, argv[3], NULL, name, 0, 1, NULL, NULL, s, call_js, &s->tsfn) != napi_ok) {
-    ps_throw_errno(env, "napi_create_threadsafe_function", ENOMEM);
+  /* Non-blocking: the read loop reads until EAGAIN, and must never sleep in read(). */
+  int fl = fcntl(s->dev_fd, F_GETFL);
+  if (fl < 0 || fcntl(s->dev_fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+    ps_throw_errno(env, "fcntl", errno);
     goto fail_mounted;
   }
-
-  /* Cleanup hooks run newest first: this one runs before the TSFN's own frees it. */
-  napi_add_env_cleanup_hook(env, env_cleanup, s);
-
-  s->loop_cfg = fuse_loop_cfg_create();
-  if (!s->loop_cfg) {
-    ps_throw_errno(env, "fuse_loop_cfg_create", ENOMEM);
-    goto fail_tsfn;
+  uv_loop_t *loop;
+  napi_value name;
+  s->env = env;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || napi_create_reference(env, argv[3], 1, &s->handler) != napi_ok ||
+      napi_create_string_utf8(env, "pagefs-fuse", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_async_init(env, NULL, name, &s->actx) != napi_ok) {
+    ps_throw_errno(env, "mount", ENOMEM);
+    goto fail_mounted;
   }
-  fuse_loop_cfg_set_clone_fd(s->loop_cfg, 0);
-  fuse_loop_cfg_set_max_threads(s->loop_cfg, s->max_threads);
-
-  pthread_attr_t attr;
-  pthread_t thread;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  int err = pthread_create(&thread, &attr, loop_main, s);
-  pthread_attr_destroy(&attr);
+  int err = uv_poll_init(loop, &s->poll, s->dev_fd);
+  if (err == 0) {
+    s->poll.data = s;
+    err = uv_poll_start(&s->poll, UV_READABLE, on_readable);
+    if (err)
+      uv_close((uv_handle_t *)&s->poll, NULL);
+  }
   if (err) {
-    ps_throw_errno(env, "pthread_create", err);
-    goto fail_tsfn;
+    ps_throw_errno(env, "uv_poll_start", -err);
+    goto fail_mounted;
   }
+  s->reading = true;
+  napi_add_env_cleanup_hook(env, env_cleanup, s);
 
   if (napi_create_object(env, &result) != napi_ok || napi_wrap(env, result, s, NULL, NULL, NULL) != napi_ok ||
       napi_type_tag_object(env, result, &session_tag) != napi_ok) {
-    /* The loop runs; without a Session JS cannot unmount, so do it here. */
-    pthread_mutex_lock(&s->unmount_lock);
+    /* Without a Session JS cannot unmount, so do it here; EXIT follows. */
     s->unmounted = true;
     fuse_session_exit(s->se);
     detach_mount(s);
-    pthread_mutex_unlock(&s->unmount_lock);
     ps_throw_errno(env, "mount", ENOMEM);
     result = NULL;
   }
@@ -447,14 +515,9 @@ napi_value ps_mount(napi_env env, napi_callback_info info) {
   fuse_opt_free_args(&fargs);
   return result;
 
-fail_tsfn:
-  napi_remove_env_cleanup_hook(env, env_cleanup, s);
-  napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
-  if (s->loop_cfg)
-    fuse_loop_cfg_destroy(s->loop_cfg);
 fail_mounted:
   {
-    /* No loop thread exists: nothing else uses the session, so libfuse may close its fd. */
+    /* Nothing reads or replies on the session yet, so libfuse may close its fd. */
     bool pending;
     napi_value exc = NULL;
     napi_is_exception_pending(env, &pending);
@@ -465,7 +528,7 @@ fail_mounted:
     if (exc)
       napi_throw(env, exc);
   }
-  /* The TSFN, if any, still points at s in its context: leak s (failure path only). */
+  /* The handler reference may point at s's fields: leak s (failure path only). */
   free(given);
   fuse_opt_free_args(&fargs);
   return NULL;
@@ -474,8 +537,6 @@ fail:
   free(given);
   fuse_opt_free_args(&fargs);
   free(s->mountpoint);
-  pthread_mutex_destroy(&s->unmount_lock);
-  pthread_rwlock_destroy(&s->tsfn_lock);
   free(s);
   return NULL;
 }
@@ -501,13 +562,11 @@ napi_value ps_unmount(napi_env env, napi_callback_info info) {
     return NULL;
 
   int rc = 0;
-  pthread_mutex_lock(&s->unmount_lock);
   if (!s->unmounted) {
     fuse_session_exit(s->se);
     rc = detach_mount(s);
     s->unmounted = rc == 0;
   }
-  pthread_mutex_unlock(&s->unmount_lock);
   if (rc < 0) {
     ps_throw_errno(env, "umount", -rc);
     return NULL;

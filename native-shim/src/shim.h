@@ -6,9 +6,8 @@
  * pieces the C files hand each other. The addon holds no filesystem policy
  * (docs STYLE.md point 4): it mounts, decodes, enqueues, replies and notifies.
  *
- * Threads: libfuse worker threads only ever touch a ps_session's read-only config
- * and its thread-safe function; everything that creates JS values runs on the
- * JS thread (call_js, reply*, notify completion, sys).
+ * Threads: requests are read, decoded and handed to JS on the JS thread (session.c);
+ * only notify.c's libuv pool threads run elsewhere, and they only write to /dev/fuse.
  */
 #ifndef PAGEFS_SHIM_H
 #define PAGEFS_SHIM_H
@@ -22,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <uv.h>
 
 /*
  * A request handle crosses to JS as a double. On x86_64 user pointers are below
@@ -58,31 +58,34 @@ enum ps_attr {
 #define PS_OPEN_CACHE_READDIR 8
 
 /*
- * One mounted session. Never freed: libfuse requests keep pointing at `se` until
- * JavaScript has replied to all of them, and the addon cannot know when that is.
+ * One mounted session. Never freed: replies from JavaScript keep pointing at `se`
+ * after the loop has ended, and the addon cannot know when the last one is sent.
  * The daemon exits after unmount, so the leak is one struct per mount.
+ *
+ * Requests are read and decoded on the JS thread itself (session.c): the /dev/fuse
+ * descriptor is polled by Node's event loop, so a request reaches JavaScript without a
+ * hop between threads. Everything here is used on that thread only, except `se` and
+ * `dev_fd`, which notify.c's pool threads write replies to.
  */
 typedef struct ps_session {
   struct fuse_session *se;
-  napi_threadsafe_function tsfn;
-  struct fuse_loop_config *loop_cfg;
   char *mountpoint;   /* canonical path, resolved before mounting */
   dev_t mount_dev;    /* st_dev of our mount (from mountinfo), 0 if unknown */
   int dev_fd;         /* /dev/fuse descriptor; never closed, see session.c */
 
-  /* Read by the init callback on a libfuse thread; written once before the loop starts. */
+  /* Read by the init callback; written once before the first request is read. */
   unsigned want, unwant, max_write, max_readahead, time_gran;
-  unsigned max_threads;
   bool statx; /* config.ops lists STATX: statx.c reads requests before libfuse */
 
-  /* tsfn_lock protects tsfn_gone: posting takes it shared, the env cleanup hook
-     exclusive, so that no libfuse thread touches the TSFN once Node has freed it. */
-  pthread_rwlock_t tsfn_lock;
-  bool tsfn_gone;
+  napi_env env;
+  napi_ref handler;          /* the JS handler every event goes to */
+  napi_async_context actx;   /* for the callback scope around each batch of requests */
+  uv_poll_t poll;            /* readability of dev_fd, in Node's event loop */
+  struct fuse_buf buf;       /* the one receive buffer, reused for every request */
+  bool reading;              /* poll is active: requests are being read */
+  bool gone;                 /* the env is being torn down: JS will never answer */
 
-  /* unmount_lock protects unmounted: unmount runs once even if JS calls it twice. */
-  pthread_mutex_t unmount_lock;
-  bool unmounted;
+  bool unmounted;            /* unmount runs once even if JS calls it twice */
 } ps_session;
 
 /* One argument of a request event, converted to a JS value by call_js. */
@@ -103,7 +106,7 @@ typedef struct ps_arg {
 
 #define PS_MAX_ARGS 8
 
-/* A request or lifecycle event travelling from a libfuse thread to the JS thread. */
+/* A request or lifecycle event, decoded by a libfuse callback, on its way to the JS handler. */
 typedef struct ps_event {
   int op;
   fuse_req_t req; /* NULL for INIT, DESTROY, EXIT and requests libfuse never saw */
@@ -120,12 +123,13 @@ typedef struct ps_event {
 uint32_t ps_fill_ops(struct fuse_lowlevel_ops *ops, const uint32_t *codes, size_t n);
 ps_event *ps_event_new(ps_session *s, int op, fuse_req_t req);
 void ps_event_num(ps_event *e, double v);
-void ps_event_post(ps_event *e);
 void ps_event_free(ps_event *e);
 /* Answers the request of an event that will never reach JS (JS gone, or out of memory). */
 void ps_event_abandon(ps_event *e, int err);
 
 /* session.c */
+/* Hands an event to the JS handler now (we are on the JS thread) and frees it. */
+void ps_event_post(ps_event *e);
 napi_value ps_mount(napi_env env, napi_callback_info info);
 napi_value ps_unmount(napi_env env, napi_callback_info info);
 /* Returns the session behind a Session object, or throws a TypeError and returns NULL. */

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define DIRECT_ALIGN 4096
@@ -291,6 +292,45 @@ static napi_value js_malloc_trim(napi_env env, napi_callback_info info) {
   return ps_number(env, (double)malloc_trim(0));
 }
 
+#define SLAB_ALIGN (2UL << 20)
+
+static void slab_free(napi_env env, void *data, void *hint) {
+  munmap(data, (size_t)(uintptr_t)hint);
+}
+
+/* slab(bytes): anonymous memory, aligned to and advised for transparent huge pages
+   (MADV_HUGEPAGE), as a Buffer that unmaps it when collected. Touches no file (safe in
+   the daemon). bytes is rounded up to 2 MiB. */
+static napi_value js_slab(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out;
+  uint32_t want;
+  if (!ps_get_args(env, info, 1, argv, NULL) || !ps_arg_uint32(env, argv[0], "bytes", &want))
+    return NULL;
+  if (want == 0) {
+    ps_throw_range(env, "bytes must be positive");
+    return NULL;
+  }
+  size_t len = ((size_t)want + SLAB_ALIGN - 1) & ~(SLAB_ALIGN - 1);
+  /* Map one alignment unit more, then cut the ends so the start is aligned. */
+  char *raw = mmap(NULL, len + SLAB_ALIGN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) {
+    ps_throw_errno(env, "mmap", errno);
+    return NULL;
+  }
+  char *p = (char *)(((uintptr_t)raw + SLAB_ALIGN - 1) & ~(SLAB_ALIGN - 1));
+  if (p > raw)
+    munmap(raw, (size_t)(p - raw));
+  munmap(p + len, (size_t)(raw + SLAB_ALIGN - p));
+  /* Only advice: without THP the pages fault in one by one, as any memory does. */
+  (void)madvise(p, len, MADV_HUGEPAGE);
+  if (napi_create_external_buffer(env, len, p, slab_free, (void *)(uintptr_t)len, &out) != napi_ok) {
+    munmap(p, len);
+    ps_throw_errno(env, "slab", ENOMEM);
+    return NULL;
+  }
+  return out;
+}
+
 napi_status ps_define_sys(napi_env env, napi_value target) {
   napi_property_descriptor props[] = {
       {"fallocate", NULL, js_fallocate, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -308,6 +348,7 @@ napi_status ps_define_sys(napi_env env, napi_value target) {
       {"ftruncate", NULL, js_ftruncate, NULL, NULL, NULL, napi_enumerable, NULL},
       {"truncate", NULL, js_truncate, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mallocTrim", NULL, js_malloc_trim, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"slab", NULL, js_slab, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   return napi_define_properties(env, target, sizeof props / sizeof props[0], props);
 }

@@ -121,7 +121,6 @@ async function fillBlocks(mapping: Mapping, missing: number[], src: BlockSource)
       const bytes = got.get(fb);
       if (!page) {
         if (bpp === 1 && (!bytes || bytes.length === blockSize)) {
-          // A whole-page block read from the store becomes the page itself: no copy.
           cache.insert(mapping, idx, bytes).uptodate = 1;
           continue;
         }

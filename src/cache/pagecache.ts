@@ -16,6 +16,10 @@
  */
 import { RwLock, type LockStats } from './rwlock.js';
 import { I_RWSEM, INVALIDATE_LOCK } from './lockcheck.js';
+import { FramePool, type SlabAllocator } from './frames.js';
+
+/** The data of a page no longer in the cache: its frame went back to the pool, and a late write to it must fail, not land in another file's page. */
+const GONE = Buffer.alloc(0);
 
 export class Page {
   /** Guarded by the mapping's invalidate_lock for removal; by i_rwsem for dirtying writes. */
@@ -74,20 +78,32 @@ export class PageCache {
   /** Most recently used first. */
   private head: Page | null = null;
   private tail: Page | null = null;
+  /** Page memory (frames.ts). */
+  readonly frames: FramePool;
 
-  constructor(readonly pageSize: number, readonly blockSize: number, capacityBytes: number) {
+  constructor(readonly pageSize: number, readonly blockSize: number, capacityBytes: number, allocSlab?: SlabAllocator) {
     this.bpp = pageSize / blockSize;
     this.fullMask = (1 << this.bpp) - 1;
     this.capacityPages = Math.max(64, Math.floor(capacityBytes / pageSize));
+    this.frames = new FramePool(pageSize, allocSlab);
   }
 
   newMapping(ino: number): Mapping {
     return new Mapping(this, ino);
   }
 
-  /** A new, zero-filled, not uptodate page; the caller fills it. */
+  /**
+   * A new page, not uptodate: a copy of `data` (one whole page) or zero-filled. Its
+   * frame may have held another file's bytes, so all of it is written here.
+   */
   insert(mapping: Mapping, index: number, data?: Buffer): Page {
-    const page = new Page(mapping, index, data ?? Buffer.alloc(this.pageSize));
+    const frame = this.frames.take();
+    if (data && data.length === this.pageSize) data.copy(frame);
+    else {
+      frame.fill(0);
+      if (data) data.copy(frame);
+    }
+    const page = new Page(mapping, index, frame);
     mapping.pages.set(index, page);
     this.linkHead(page);
     this.count++;
@@ -128,6 +144,8 @@ export class PageCache {
     }
     this.unlink(page);
     this.count--;
+    this.frames.give(page.data);
+    page.data = GONE;
   }
 
   /**

@@ -15,15 +15,6 @@ import type { BlockTable } from '../store/blocks.js';
 export interface WriteOpts {
   /** The caller already holds the mapping's invalidate_lock (a copy destination), so partial blocks are filled under it instead of taking it again. */
   invalidateHeld?: boolean;
-  /**
-   * `data` is the caller's to give away (nothing else reads or writes it afterwards): a
-   * page the write covers whole and that is not cached yet becomes a view of it instead
-   * of a fresh page plus a copy. Fresh memory is what a write paid most for (its first
-   * touch is slow on a VM that returns freed memory to the host: 11% of the daemon's CPU
-   * in a sequential write's profile). The pages of one write then share its buffer, which
-   * is freed when the last of them leaves the cache.
-   */
-  adopt?: boolean;
 }
 
 /**
@@ -62,7 +53,7 @@ export async function writeLocked(ctx: OpCtx, mapping: Mapping, off: number, dat
     const pageStart = idx * ps;
     const stop = Math.min(end, pageStart + ps);
     let page = mapping.get(idx);
-    if (!page && opts.adopt && pos === pageStart && stop === pageStart + ps) {
+    if (!page && pos === pageStart && stop === pageStart + ps) {
       page = cache.insert(mapping, idx, data.subarray(pos - off, stop - off));
     } else {
       page ??= cache.insert(mapping, idx);

@@ -1,8 +1,9 @@
 /**
  * The contract between JavaScript and native-shim (the N-API addon over libfuse3's
- * low-level API). The addon holds no filesystem policy: it mounts, decodes each
- * request into plain numbers and Buffers, hands it to one JavaScript handler through a
- * thread-safe function, and encodes the replies that JavaScript sends back later.
+ * low-level API). The addon holds no filesystem policy: it mounts, reads each request
+ * on the JavaScript thread (Node's event loop polls /dev/fuse), decodes it into plain
+ * numbers and Buffers, hands it to one JavaScript handler, and encodes the replies that
+ * JavaScript sends back, at once or later.
  *
  * Every request handle (`Req`) must receive exactly one reply call; the dispatcher in
  * dispatch.ts guarantees that.
@@ -45,7 +46,7 @@ export const SET = {
 export const OP = {
   INIT: 1,            // (capable, want, protoMajor, protoMinor, maxWrite, maxReadahead) — req is 0, no reply
   DESTROY: 2,         // () — req is 0, no reply
-  EXIT: 3,            // (rc) — the session loop returned; req is 0, no reply
+  EXIT: 3,            // (rc) — the connection ended and no request is read any more; req is 0, no reply
   LOOKUP: 4,          // (parent, name: Buffer)
   FORGET: 5,          // (ino, nlookup) — reply with replyNone
   FORGET_MULTI: 6,    // (pairs: Float64Array [ino0, n0, ino1, n1, ...]) — reply with replyNone
@@ -96,8 +97,6 @@ export interface MountConfig {
   unwant: number;
   maxWrite: number;
   maxReadahead: number;
-  /** Upper bound of libfuse worker threads (fuse_loop_cfg_set_max_threads). */
-  maxThreads: number;
   /** Time granularity in nanoseconds (conn->time_gran). */
   timeGran: number;
 }
@@ -107,9 +106,9 @@ export interface Session {
 }
 
 export interface FuseBinding {
-  /** Creates the session (fuse_session_new with argv), mounts and starts the MT loop. Throws on failure with .errno. */
+  /** Creates the session (fuse_session_new with argv), mounts and starts reading requests in the event loop. Throws on failure with .errno. */
   mount(mountpoint: string, argv: string[], config: MountConfig, handler: Handler): Session;
-  /** fuse_session_exit + fuse_session_unmount; the EXIT event follows when the loop returns. */
+  /** fuse_session_exit + a lazy unmount; the EXIT event follows once the connection ends (at once for an idle mount). */
   unmount(session: Session): void;
 
   replyErr(req: Req, errno: number): void;

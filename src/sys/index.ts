@@ -62,6 +62,12 @@ export interface Sys {
   truncate(path: string, length: number | bigint): void;
   /** glibc's malloc_trim(0): returns the free pages inside malloc's arenas to the kernel. Touches no file (safe in the daemon). */
   mallocTrim(): number;
+  /**
+   * Anonymous memory of at least `bytes` (rounded up to 2 MiB), 2 MiB-aligned and advised
+   * for transparent huge pages, as a Buffer; unmapped when collected. Touches no file
+   * (safe in the daemon): the page cache's frames come from it (src/cache/frames.ts).
+   */
+  slab(bytes: number): Buffer;
 }
 
 export function sys(): Sys {

@@ -111,7 +111,7 @@ async function copyBytes(vfs: Vfs, ctx: OpCtx, src: Inode, offIn: number, dst: I
       const start = p.index * ps;
       w += p.data.copy(buf, w, Math.max(at, start) - start, Math.min(at + n, start + ps) - start);
     }
-    await writeLocked(ctx, dst.mapping!, offOut + done, buf, vfs.src, vfs.store.blocks, { invalidateHeld: true, adopt: true });
+    await writeLocked(ctx, dst.mapping!, offOut + done, buf, vfs.src, vfs.store.blocks, { invalidateHeld: true });
     done += n;
     if (offOut + done > dst.rec.size) dst.rec.size = offOut + done;
   }

@@ -131,8 +131,7 @@ export async function write(vfs: Vfs, caller: Caller, fh: number, ino: number, d
   const ctx = new OpCtx('write');
   await m.iRwsem.acquire(ctx, 'exclusive');
   try {
-    // The request's bytes are ours alone (the addon copied them out of libfuse's buffer).
-    await writeLocked(ctx, m, off, data, vfs.src, vfs.store.blocks, { adopt: true });
+    await writeLocked(ctx, m, off, data, vfs.src, vfs.store.blocks);
     if (off + data.length > inode.rec.size) inode.rec.size = off + data.length;
     inode.stamp('mc');
     killSgid(inode, caller);

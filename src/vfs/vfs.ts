@@ -18,6 +18,7 @@ import type { BlockSource } from '../cache/fill.js';
 import { Inode, S_IFMT, S_IFREG } from './inode.js';
 import { fsErr } from '../util/errors.js';
 import { nowParts } from '../store/open.js';
+import type { SlabAllocator } from '../cache/frames.js';
 
 /** Kernel-cache notifications the domain asks for; src/fuse/ sends them out of band. */
 export interface Invalidator {
@@ -48,6 +49,8 @@ export interface VfsOptions {
   invalidator?: Invalidator;
   /** Reads block bytes (a ReaderPool); by default synchronously on the store's connection. */
   readBlocks?: (pblocks: number[]) => Promise<(Buffer | undefined)[]>;
+  /** Memory for the page cache's frames (the daemon's: huge-page slabs from the addon); by default Buffers. */
+  allocSlab?: SlabAllocator;
 }
 
 export const NAME_MAX = 255;
@@ -74,7 +77,7 @@ export class Vfs {
   constructor(readonly store: Store, opts: VfsOptions) {
     this.blockSize = store.sb.blockSize;
     this.maxFileSize = this.blockSize * (2 ** 32 - 1);
-    this.cache = new PageCache(Math.max(4096, this.blockSize), this.blockSize, opts.cacheBytes);
+    this.cache = new PageCache(Math.max(4096, this.blockSize), this.blockSize, opts.cacheBytes, opts.allocSlab);
     this.invalidator = opts.invalidator ?? { invalInode() {}, async invalInodeNow() {}, invalEntry() {}, async storeKernel() {} };
     const blocks = store.blocks;
     this.src = {
