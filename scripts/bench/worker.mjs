@@ -4,7 +4,8 @@
  * nothing of the benchmark driver (heap, open files) is in the way. Prints one JSON
  * object on stdout. Usage: node scripts/bench/worker.mjs KIND ARGS...
  *
- *   churn BYTES                  populate then free BYTES of anonymous memory
+ *   churn BYTES                  populate then free BYTES of anonymous memory (half of it
+ *                                in 4 KiB pages, half advised for huge pages)
  *   copy SRC DST                 copy_file_range of all of SRC into a new DST, then
  *                                fsync; MiB/s and the free space (statfs) it took
  *   create DIR N | stat DIR N | unlink DIR N
@@ -39,12 +40,18 @@ function freeBytes(dir) {
 const [kind, ...args] = process.argv.slice(2);
 switch (kind) {
   case 'churn': {
+    // Half in ordinary 4 KiB pages (what the kernel's page cache and tmpfs take), half in
+    // memory advised for transparent huge pages (what pagefs's page frames take,
+    // src/cache/frames.ts): the first touch of either kind is slow on this VM until the
+    // host has backed it again, and each system should find its kind warm.
     const total = Number(args[0]);
     const chunk = 256 * 1024 * 1024;
     const t0 = now();
     const keep = [];
-    for (let done = 0; done < total; done += chunk) {
-      const b = Buffer.allocUnsafeSlow(Math.min(chunk, total - done));
+    const { s } = await sys();
+    for (let done = 0, i = 0; done < total; done += chunk, i++) {
+      const n = Math.min(chunk, total - done);
+      const b = i % 2 === 0 ? Buffer.allocUnsafeSlow(n) : s.slab(n);
       b.fill(0xa5);
       keep.push(b);
     }
