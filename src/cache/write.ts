@@ -15,6 +15,15 @@ import type { BlockTable } from '../store/blocks.js';
 export interface WriteOpts {
   /** The caller already holds the mapping's invalidate_lock (a copy destination), so partial blocks are filled under it instead of taking it again. */
   invalidateHeld?: boolean;
+  /**
+   * Called with the end of the written range as soon as the pages hold the data, in the
+   * same turn: the caller raises the file size there. Raised after writeLocked's promise
+   * settles instead, a writeback running in between (another request's balance()) saw
+   * the old size and dropped the new blocks past it as beyond EOF, marking them clean:
+   * the data was lost (test/mount/copy.test.ts, 256 KiB cache, after the event loop
+   * began reading requests itself).
+   */
+  grow?: (end: number) => void;
 }
 
 /**
@@ -69,6 +78,7 @@ export async function writeLocked(ctx: OpCtx, mapping: Mapping, off: number, dat
     pos = stop;
   }
   for (const fb of needs) mapping.get(Math.floor(fb / bpp))!.reserved |= 1 << (fb % bpp);
+  opts.grow?.(end);
 }
 
 function partialBlocks(off: number, end: number, bs: number, fb0: number, fb1: number): number[] {

@@ -111,8 +111,10 @@ async function copyBytes(vfs: Vfs, ctx: OpCtx, src: Inode, offIn: number, dst: I
       const start = p.index * ps;
       w += p.data.copy(buf, w, Math.max(at, start) - start, Math.min(at + n, start + ps) - start);
     }
-    await writeLocked(ctx, dst.mapping!, offOut + done, buf, vfs.src, vfs.store.blocks, { invalidateHeld: true });
+    await writeLocked(ctx, dst.mapping!, offOut + done, buf, vfs.src, vfs.store.blocks, {
+      invalidateHeld: true,
+      grow: (end) => { if (end > dst.rec.size) dst.rec.size = end; },
+    });
     done += n;
-    if (offOut + done > dst.rec.size) dst.rec.size = offOut + done;
   }
 }

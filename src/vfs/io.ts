@@ -131,8 +131,7 @@ export async function write(vfs: Vfs, caller: Caller, fh: number, ino: number, d
   const ctx = new OpCtx('write');
   await m.iRwsem.acquire(ctx, 'exclusive');
   try {
-    await writeLocked(ctx, m, off, data, vfs.src, vfs.store.blocks);
-    if (off + data.length > inode.rec.size) inode.rec.size = off + data.length;
+    await writeLocked(ctx, m, off, data, vfs.src, vfs.store.blocks, { grow: (end) => { if (end > inode.rec.size) inode.rec.size = end; } });
     inode.stamp('mc');
     killSgid(inode, caller);
   } finally {
