@@ -7,6 +7,7 @@
         "src/addon.c",
         "src/js.c",
         "src/session.c",
+        "src/rbuf.c",
         "src/ops.c",
         "src/reply.c",
         "src/statx.c",

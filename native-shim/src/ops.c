@@ -79,15 +79,25 @@ static void ev_name(ps_event *e, const char *name) {
   ev_bytes(e, name, strlen(name));
 }
 
-/* The bytes are copied once here and then owned by the JS Buffer (external). */
+/*
+ * A payload JS owns afterwards. One that lies in the session's receive buffer and is
+ * long enough is not copied: JS gets the receive buffer itself (PS_ARG_RECV, see
+ * rbuf.c); anything else is copied once here and the copy becomes the Buffer's memory.
+ */
 static void ev_take(ps_event *e, const void *p, size_t n) {
   if (n == 0) {
     ev_bytes(e, NULL, 0);
     return;
   }
   ps_arg *a = next_arg(e);
-  a->kind = PS_ARG_EXTERNAL;
   a->len = n;
+  if (n >= PS_RECV_ADOPT_MIN && ps_in_rbuf(e->session, p, n)) {
+    a->kind = PS_ARG_RECV;
+    a->ptr = (void *)p;
+    a->base = e->session->buf.mem;
+    return;
+  }
+  a->kind = PS_ARG_EXTERNAL;
   a->ptr = malloc(n);
   if (!a->ptr) {
     e->fail = ENOMEM;
@@ -107,8 +117,12 @@ static double *ev_f64(ps_event *e, size_t count) {
 }
 
 void ps_event_free(ps_event *e) {
-  for (int i = 0; i < e->argc; i++)
-    free(e->argv[i].ptr);
+  for (int i = 0; i < e->argc; i++) {
+    /* A PS_ARG_RECV payload points into the receive buffer, which stays the session's
+       unless arg_to_js handed it to JS. */
+    if (e->argv[i].kind != PS_ARG_RECV)
+      free(e->argv[i].ptr);
+  }
   free(e);
 }
 

@@ -62,7 +62,16 @@ static void finalize_free(napi_env env, void *data, void *hint) {
   free(data);
 }
 
-static bool arg_to_js(napi_env env, ps_arg *a, napi_value *out) {
+static void finalize_rbuf(napi_env env, void *data, void *hint) {
+  ps_rbuf_put(hint);
+}
+
+bool ps_in_rbuf(ps_session *s, const void *p, size_t n) {
+  const char *b = s->buf.mem;
+  return b && (const char *)p >= b && (const char *)p + n <= b + PS_RBUF_SIZE;
+}
+
+static bool arg_to_js(napi_env env, ps_session *s, ps_arg *a, napi_value *out) {
   switch (a->kind) {
   case PS_ARG_NUM:
     return napi_create_double(env, a->num, out) == napi_ok;
@@ -79,6 +88,15 @@ static bool arg_to_js(napi_env env, ps_arg *a, napi_value *out) {
     }
     /* Runtimes that forbid external buffers: one more copy, still correct. */
     return napi_create_buffer_copy(env, a->len, p, NULL, out) == napi_ok;
+  }
+  case PS_ARG_RECV: {
+    /* The receive buffer becomes the Buffer's memory; the session reads the next request
+       into another one (rbuf.c), and the finalizer gives this one back. */
+    if (a->base == s->buf.mem && napi_create_external_buffer(env, a->len, a->ptr, finalize_rbuf, a->base, out) == napi_ok) {
+      s->buf.mem = NULL;
+      return true;
+    }
+    return napi_create_buffer_copy(env, a->len, a->ptr, NULL, out) == napi_ok;
   }
   case PS_ARG_F64: {
     void *data;
@@ -111,7 +129,7 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
             napi_create_double(env, e->pid, &argv[argc++]) == napi_ok &&
             napi_create_double(env, e->umask, &argv[argc++]) == napi_ok;
   for (int i = 0; ok && i < e->argc; i++)
-    ok = arg_to_js(env, &e->argv[i], &argv[argc++]);
+    ok = arg_to_js(env, e->session, &e->argv[i], &argv[argc++]);
   if (!ok) {
     bool pending = false;
     napi_is_exception_pending(env, &pending);
@@ -203,6 +221,12 @@ static void on_readable(uv_poll_t *h, int status, int events) {
   bool over = status < 0;
   for (int i = 0; !over && i < PS_BATCH; i++) {
     if (fuse_session_exited(s->se)) {
+      over = true;
+      break;
+    }
+    /* The last WRITE may have taken the buffer with it (PS_ARG_RECV). */
+    if (!s->buf.mem && !(s->buf.mem = ps_rbuf_get())) {
+      rc = -ENOMEM;
       over = true;
       break;
     }

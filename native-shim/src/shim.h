@@ -81,7 +81,7 @@ typedef struct ps_session {
   napi_ref handler;          /* the JS handler every event goes to */
   napi_async_context actx;   /* for the callback scope around each batch of requests */
   uv_poll_t poll;            /* readability of dev_fd, in Node's event loop */
-  struct fuse_buf buf;       /* the one receive buffer, reused for every request */
+  struct fuse_buf buf;       /* the current receive buffer (rbuf.c); a large WRITE takes it along to JS */
   bool reading;              /* poll is active: requests are being read */
   bool gone;                 /* the env is being torn down: JS will never answer */
 
@@ -94,6 +94,7 @@ enum ps_arg_kind {
   PS_ARG_NULL,      /* null (no fuse_file_info) */
   PS_ARG_BYTES,     /* ptr/len copied into a Buffer, then freed */
   PS_ARG_EXTERNAL,  /* ptr/len handed to JS as an external Buffer, freed by its finalizer */
+  PS_ARG_RECV,      /* ptr/len inside the receive buffer `base`, which JS takes over (rbuf.c) */
   PS_ARG_F64,       /* ptr/len (count of doubles) copied into a Float64Array, then freed */
 };
 
@@ -102,6 +103,7 @@ typedef struct ps_arg {
   double num;
   void *ptr;
   size_t len;
+  void *base; /* PS_ARG_RECV: the receive buffer holding ptr */
 } ps_arg;
 
 #define PS_MAX_ARGS 8
@@ -127,7 +129,17 @@ void ps_event_free(ps_event *e);
 /* Answers the request of an event that will never reach JS (JS gone, or out of memory). */
 void ps_event_abandon(ps_event *e, int err);
 
+/* rbuf.c: receive buffers, reused */
+/* Bytes of a receive buffer: libfuse's largest request (se->bufsize starts there and only shrinks). */
+#define PS_RBUF_SIZE ((size_t)256 * 4096 + 4096)
+void *ps_rbuf_get(void);
+void ps_rbuf_put(void *buf);
+/* Payloads at least this long are handed to JS in their receive buffer instead of copied. */
+#define PS_RECV_ADOPT_MIN ((size_t)16384)
+
 /* session.c */
+/* The session's current receive buffer: ops.c checks that a payload lies in it. */
+bool ps_in_rbuf(ps_session *s, const void *p, size_t n);
 /* Hands an event to the JS handler now (we are on the JS thread) and frees it. */
 void ps_event_post(ps_event *e);
 napi_value ps_mount(napi_env env, napi_callback_info info);
