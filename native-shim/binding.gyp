@@ -10,6 +10,7 @@
         "src/rbuf.c",
         "src/ops.c",
         "src/reply.c",
+        "src/rawio.c",
         "src/statx.c",
         "src/notify.c",
         "src/sys.c",

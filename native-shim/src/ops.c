@@ -169,6 +169,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn) {
   ps_event_num(e, conn->proto_minor);
   ps_event_num(e, conn->max_write);
   ps_event_num(e, conn->max_readahead);
+  ps_event_num(e, s->killpriv_v2_on);
   ps_event_post(e);
 }
 
@@ -305,6 +306,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   NEW(PS_OP_OPEN, req);
   ps_event_num(e, ino);
   ps_event_num(e, fi->flags);
+  ps_event_num(e, SESSION(req)->raw_flags);
   ps_event_post(e);
 }
 
@@ -326,6 +328,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
   ev_fh(e, fi);
   ps_event_num(e, fi->writepage);
   ps_event_num(e, fi->flags);
+  ps_event_num(e, SESSION(req)->raw_flags);
   ps_event_post(e);
 }
 

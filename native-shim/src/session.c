@@ -386,6 +386,11 @@ static bool read_config(napi_env env, napi_value cfg, ps_session *s, struct fuse
       !get_u32_prop(env, cfg, "maxReadahead", &s->max_readahead) ||
       !get_u32_prop(env, cfg, "timeGran", &s->time_gran))
     return false;
+  napi_value kp;
+  if (napi_get_named_property(env, cfg, "killprivV2", &kp) != napi_ok || napi_get_value_bool(env, kp, &s->killpriv_v2) != napi_ok) {
+    ps_throw_type(env, "config.killprivV2 must be a boolean");
+    return false;
+  }
 
   napi_value list;
   bool is_array;
@@ -487,12 +492,10 @@ napi_value ps_mount(napi_env env, napi_callback_info info) {
     goto fail;
   }
   s->dev_fd = fuse_session_fd(s->se);
-  if (s->statx) {
-    int err = ps_statx_install(s);
-    if (err) {
-      ps_throw_errno(env, "fuse_session_custom_io", -err);
-      goto fail_mounted;
-    }
+  int io_err = ps_rawio_install(s);
+  if (io_err) {
+    ps_throw_errno(env, "fuse_session_custom_io", -io_err);
+    goto fail_mounted;
   }
   if (!find_mount_dev(s->mountpoint, &s->mount_dev))
     s->mount_dev = 0;

@@ -75,7 +75,13 @@ typedef struct ps_session {
 
   /* Read by the init callback; written once before the first request is read. */
   unsigned want, unwant, max_write, max_readahead, time_gran;
-  bool statx; /* config.ops lists STATX: statx.c reads requests before libfuse */
+  bool statx; /* config.ops lists STATX: statx.c answers it, not libfuse */
+  bool killpriv_v2; /* config.killprivV2: answer INIT with FUSE_HANDLE_KILLPRIV_V2 (rawio.c) */
+
+  /* rawio.c, on the JS thread: what libfuse does not pass on. */
+  bool killpriv_v2_on;  /* asked for and offered by the kernel: the INIT reply carries it */
+  uint64_t init_unique; /* INIT's unique, to find its reply; 0 once patched */
+  uint32_t raw_flags;   /* the request being decoded: WRITE's write_flags, OPEN/CREATE's open_flags */
 
   napi_env env;
   napi_ref handler;          /* the JS handler every event goes to */
@@ -150,9 +156,14 @@ ps_session *ps_session_from(napi_env env, napi_value v);
 /* reply.c */
 napi_status ps_define_replies(napi_env env, napi_value target);
 
+/* rawio.c */
+/* Reads requests and writes replies through rawio.c (fuse_session_custom_io); 0 or a negative errno. */
+int ps_rawio_install(ps_session *s);
+
 /* statx.c */
-/* Reads requests through statx.c first (fuse_session_custom_io); 0 or a negative errno. */
-int ps_statx_install(ps_session *s);
+struct fuse_in_header; /* linux/fuse.h, included by the .c files that read the wire */
+/* Posts a FUSE_STATX request (read by rawio.c) to JS, or answers it with an errno. */
+void ps_statx_post(ps_session *s, int fd, const struct fuse_in_header *in, size_t n);
 /* Answers a request libfuse never saw with an errno and frees its handle. */
 void ps_raw_abandon(void *raw, int err);
 napi_status ps_define_raw_replies(napi_env env, napi_value target);

@@ -4,10 +4,8 @@
  * would answer ENOSYS and the kernel would stop asking for the life of the mount
  * (fc->no_statx, fs/fuse/dir.c fuse_update_get_attr).
  *
- * libfuse 3.14 lets a session read requests through our own function
- * (fuse_session_custom_io, installed after fuse_session_mount on the same /dev/fuse
- * descriptor). That read hands every request to libfuse as before, except FUSE_STATX:
- * it is posted to JS like any request, with a ps_raw_req as its handle, and answered
+ * rawio.c reads requests before libfuse does and hands FUSE_STATX here instead: it is
+ * posted to JS like any request, with a ps_raw_req as its handle, and answered
  * by replyStatx/replyRawErr, which write the reply to /dev/fuse themselves (one
  * writev: the kernel takes a reply whole). libfuse never sees these requests; an
  * INTERRUPT for one finds nothing to interrupt, as for a request already answered.
@@ -24,8 +22,6 @@
 #include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <unistd.h>
-
-#define PS_FUSE_STATX 52
 
 struct ps_sx_time {
   int64_t tv_sec;
@@ -84,7 +80,7 @@ void ps_raw_abandon(void *raw, int err) {
   free(r);
 }
 
-static void post_statx(ps_session *s, int fd, const struct fuse_in_header *in, size_t n) {
+void ps_statx_post(ps_session *s, int fd, const struct fuse_in_header *in, size_t n) {
   if (n < sizeof *in + sizeof(struct ps_statx_in)) {
     raw_send(fd, in->unique, EINVAL, NULL, 0);
     return;
@@ -106,27 +102,6 @@ static void post_statx(ps_session *s, int fd, const struct fuse_in_header *in, s
   ps_event_num(e, (double)in->nodeid);
   ps_event_num(e, arg->sx_mask);
   ps_event_post(e);
-}
-
-static ssize_t io_read(int fd, void *buf, size_t len, void *userdata) {
-  for (;;) {
-    ssize_t n = read(fd, buf, len);
-    if (n < (ssize_t)sizeof(struct fuse_in_header))
-      return n;
-    const struct fuse_in_header *in = buf;
-    if (in->opcode != PS_FUSE_STATX)
-      return n;
-    post_statx(userdata, fd, in, (size_t)n);
-  }
-}
-
-static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata) {
-  return writev(fd, iov, count);
-}
-
-int ps_statx_install(ps_session *s) {
-  struct fuse_custom_io io = {.writev = io_writev, .read = io_read};
-  return fuse_session_custom_io(s->se, &io, s->dev_fd);
 }
 
 static bool arg_raw(napi_env env, napi_value v, ps_raw_req **out) {

@@ -40,11 +40,18 @@ export const SET = {
 } as const;
 
 /**
+ * The kernel's word, under FUSE_HANDLE_KILLPRIV_V2, that a caller without CAP_FSETID
+ * wrote or truncated (or anyone changed the owner): clear the set-ID bits. SETATTR's
+ * FATTR_KILL_SUIDGID arrives as libfuse's SET.KILL_SUID (the same bit, 1 << 11).
+ */
+export const KILL = { WRITE_SUIDGID: 1 << 2, OPEN_SUIDGID: 1 << 0, SETATTR_SUIDGID: SET.KILL_SUID } as const;
+
+/**
  * Op codes. The handler is called as handler(op, req, uid, gid, pid, umask, ...args)
  * with the per-op args listed here (fh is null where libfuse passed no fuse_file_info).
  */
 export const OP = {
-  INIT: 1,            // (capable, want, protoMajor, protoMinor, maxWrite, maxReadahead) — req is 0, no reply
+  INIT: 1,            // (capable, want, protoMajor, protoMinor, maxWrite, maxReadahead, killprivV2: 0|1) — req is 0, no reply
   DESTROY: 2,         // () — req is 0, no reply
   EXIT: 3,            // (rc) — the connection ended and no request is read any more; req is 0, no reply
   LOOKUP: 4,          // (parent, name: Buffer)
@@ -60,9 +67,9 @@ export const OP = {
   SYMLINK: 14,        // (target: Buffer, parent, name)
   RENAME: 15,         // (parent, name, newparent, newname, flags)
   LINK: 16,           // (ino, newparent, newname)
-  OPEN: 17,           // (ino, flags)
+  OPEN: 17,           // (ino, flags, openFlags)  openFlags: the kernel's FUSE_OPEN_* (KILL.OPEN_SUIDGID)
   READ: 18,           // (ino, size, off, fh)
-  WRITE: 19,          // (ino, data: Buffer, off, fh, writepage: 0|1, flags)  data is owned by JS
+  WRITE: 19,          // (ino, data: Buffer, off, fh, writepage: 0|1, flags, writeFlags)  data is owned by JS; writeFlags: FUSE_WRITE_* (KILL.WRITE_SUIDGID)
   FLUSH: 20,          // (ino, fh, lockOwner)
   RELEASE: 21,        // (ino, fh, flags)
   FSYNC: 22,          // (ino, datasync: 0|1, fh)
@@ -99,6 +106,11 @@ export interface MountConfig {
   maxReadahead: number;
   /** Time granularity in nanoseconds (conn->time_gran). */
   timeGran: number;
+  /**
+   * Answer INIT with FUSE_HANDLE_KILLPRIV_V2 when the kernel offers it (libfuse 3.14 cannot
+   * ask for it; the addon adds it to libfuse's reply). INIT's last argument says whether it did.
+   */
+  killprivV2: boolean;
 }
 
 export interface Session {

@@ -69,6 +69,11 @@ export function mountConfig(): MountConfig {
     maxWrite: 1 << 20,
     maxReadahead: 1 << 20,
     timeGran: 1,
+    // Without it every write and fallocate first costs a GETXATTR(security.capability)
+    // round trip (the kernel's file_remove_privs); with it the kernel marks a file without
+    // set-ID bits and capabilities S_NOSEC and asks no more, and we clear set-ID bits
+    // ourselves (src/vfs/killpriv.ts).
+    killprivV2: true,
   };
 }
 
@@ -168,8 +173,9 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
       onEvent: (op, args) => {
         if (op === OP.INIT) {
           vfs.posixAcl = (args[1] & CAP.POSIX_ACL) !== 0;
+          vfs.killprivV2 = args[6] === 1;
           if (!vfs.posixAcl) opts.log('the kernel did not grant FUSE_POSIX_ACL: system.posix_acl_* xattrs are refused (EOPNOTSUPP)');
-          opts.log(`mounted ${opts.store} on ${opts.mountpoint} (FUSE ${args[2]}.${args[3]}, max_write ${args[4]}, max_readahead ${args[5]}, want 0x${(args[1] >>> 0).toString(16)})`);
+          opts.log(`mounted ${opts.store} on ${opts.mountpoint} (FUSE ${args[2]}.${args[3]}, max_write ${args[4]}, max_readahead ${args[5]}, want 0x${(args[1] >>> 0).toString(16)}${vfs.killprivV2 ? ', handle_killpriv_v2' : ''})`);
           // INIT's max_readahead is the kernel's offer, its bdi's current window (128 KiB):
           // the window we want goes to sysfs. Ready only once it is set.
           void setReadahead(opts.mountpoint, mountConfig().maxReadahead).then((msg) => {

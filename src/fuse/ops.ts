@@ -4,7 +4,8 @@
  * with libfuse at all (ENOSYS, forever, from the kernel's point of view): never leave a
  * row that answers ENOSYS for a "not now".
  */
-import { OP, SET, OPEN_KEEP_CACHE, A } from './binding.js';
+import { OP, SET, KILL, OPEN_KEEP_CACHE, A } from './binding.js';
+import type { KillVerdict } from '../vfs/killpriv.js';
 import type { Vfs, Caller } from '../vfs/vfs.js';
 import type { Inode } from '../vfs/inode.js';
 import * as entry from '../vfs/entry.js';
@@ -55,6 +56,11 @@ function xattrOut(value: Buffer, size: number): XattrOut {
   return { data: value };
 }
 
+/** The kernel's kill flag of a request, as a verdict (it sends none without HANDLE_KILLPRIV_V2). */
+function verdict(v: Vfs, flagged: number): KillVerdict {
+  return !v.killprivV2 ? 'kernel' : flagged ? 'kill' : 'keep';
+}
+
 function decodeSetattr(toSet: number, a: Float64Array): attr.AttrChange {
   const ch: attr.AttrChange = {};
   if (toSet & SET.MODE) ch.mode = a[A.mode];
@@ -79,7 +85,7 @@ export const OPS: Record<number, OpDef> = {
   [OP.GETATTR]: { name: 'getattr', reply: 'attr', run: (v, _c, ino: number) => entry.getattr(v, ino) },
   [OP.SETATTR]: {
     name: 'setattr', reply: 'attr',
-    run: (v, c, ino: number, toSet: number, a: Float64Array) => attr.setattr(v, c, ino, decodeSetattr(toSet, a)),
+    run: (v, c, ino: number, toSet: number, a: Float64Array) => attr.setattr(v, c, ino, { ...decodeSetattr(toSet, a), kill: verdict(v, toSet & KILL.SETATTR_SUIDGID) }),
   },
   [OP.READLINK]: { name: 'readlink', reply: 'readlink', run: (v, _c, ino: number) => namei.readlink(v, ino) },
   [OP.MKNOD]: {
@@ -100,8 +106,8 @@ export const OPS: Record<number, OpDef> = {
   [OP.LINK]: { name: 'link', reply: 'entry', run: (v, _c, ino: number, np: number, nn: Buffer) => namei.link(v, ino, np, nn) },
   [OP.OPEN]: {
     name: 'open', reply: 'open',
-    run: (v, _c, ino: number, flags: number): OpenOut | Promise<OpenOut> => {
-      const fh = io.open(v, ino, flags);
+    run: (v, c, ino: number, flags: number, openFlags: number): OpenOut | Promise<OpenOut> => {
+      const fh = io.open(v, c, ino, flags, verdict(v, openFlags & KILL.OPEN_SUIDGID));
       return typeof fh === 'number' ? { fh, flags: OPEN_FLAGS } : fh.then((n) => ({ fh: n, flags: OPEN_FLAGS }));
     },
   },
@@ -109,7 +115,11 @@ export const OPS: Record<number, OpDef> = {
     name: 'read', reply: 'read',
     run: (v, _c, ino: number, size: number, off: number, fh: number): ReadResult | Promise<ReadResult> => io.read(v, fh, ino, size, off),
   },
-  [OP.WRITE]: { name: 'write', reply: 'write', run: (v, c, ino: number, data: Buffer, off: number, fh: number) => io.write(v, c, fh, ino, data, off) },
+  [OP.WRITE]: {
+    name: 'write', reply: 'write',
+    run: (v, c, ino: number, data: Buffer, off: number, fh: number, _writepage: number, _flags: number, writeFlags: number) =>
+      io.write(v, c, fh, ino, data, off, verdict(v, writeFlags & KILL.WRITE_SUIDGID)),
+  },
   [OP.FLUSH]: { name: 'flush', reply: 'ok', run: (v, _c, ino: number, fh: number) => io.flush(v, fh, ino) },
   [OP.RELEASE]: { name: 'release', reply: 'ok', run: (v, _c, ino: number, fh: number) => io.release(v, fh, ino) },
   [OP.FSYNC]: { name: 'fsync', reply: 'ok', run: (v, _c, ino: number, _datasync: number, fh: number | null) => io.fsync(v, fh, ino) },
@@ -143,13 +153,13 @@ export const OPS: Record<number, OpDef> = {
   },
   [OP.FALLOCATE]: {
     name: 'fallocate', reply: 'ok',
-    run: (v, _c, ino: number, mode: number, off: number, len: number, fh: number) => alloc.fallocate(v, fh, ino, mode, off, len),
+    run: (v, c, ino: number, mode: number, off: number, len: number, fh: number) => alloc.fallocate(v, c, fh, ino, mode, off, len),
   },
   [OP.COPY_FILE_RANGE]: {
     name: 'copy_file_range', reply: 'write',
-    run: (v, _c, inoIn: number, offIn: number, fhIn: number, inoOut: number, offOut: number, fhOut: number, len: number, flags: number) => {
+    run: (v, c, inoIn: number, offIn: number, fhIn: number, inoOut: number, offOut: number, fhOut: number, len: number, flags: number) => {
       if (flags !== 0) throw fsErr('EINVAL');
-      return copy.copyFileRange(v, inoIn, offIn, fhIn, inoOut, offOut, fhOut, len);
+      return copy.copyFileRange(v, c, inoIn, offIn, fhIn, inoOut, offOut, fhOut, len);
     },
   },
   [OP.IOCTL]: {

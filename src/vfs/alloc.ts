@@ -11,7 +11,8 @@
  * Preallocated blocks are UNWRITTEN: they count as used space but read as zeros and
  * count as holes for SEEK_DATA, as ext4's unwritten extents do.
  */
-import type { Vfs } from './vfs.js';
+import type { Vfs, Caller } from './vfs.js';
+import { killPriv, guessVerdict } from './killpriv.js';
 import type { Inode } from './inode.js';
 import { OpCtx } from '../cache/lockcheck.js';
 import { fillLocked } from '../cache/fill.js';
@@ -26,7 +27,7 @@ export const FALLOC_FL_ZERO_RANGE = 0x10;
 export const SEEK_DATA = 3;
 export const SEEK_HOLE = 4;
 
-export async function fallocate(vfs: Vfs, fh: number, ino: number, mode: number, off: number, len: number): Promise<void> {
+export async function fallocate(vfs: Vfs, caller: Caller, fh: number, ino: number, mode: number, off: number, len: number): Promise<void> {
   const inode = vfs.handle(fh, ino).inode;
   const m = inode.mapping;
   if (!m) throw fsErr('ENODEV');
@@ -55,6 +56,7 @@ export async function fallocate(vfs: Vfs, fh: number, ino: number, mode: number,
     vfs.store.txn(() => {
       if (!keepSize && off + len > inode.rec.size) inode.rec.size = off + len;
       inode.stamp(punch || zero ? 'mc' : 'c');
+      killPriv(inode, caller, guessVerdict(vfs.killprivV2, caller));
       vfs.persist(inode);
     });
   } finally {

@@ -2,7 +2,7 @@
 import type { Vfs, Caller } from './vfs.js';
 import type { Inode } from './inode.js';
 import { S_IFMT } from './inode.js';
-import { killSgid } from './killpriv.js';
+import { killPriv, type KillVerdict } from './killpriv.js';
 import { OpCtx } from '../cache/lockcheck.js';
 import { setSizeLocked } from './resize.js';
 import { nowParts } from '../store/open.js';
@@ -18,6 +18,8 @@ export interface AttrChange {
   atime?: [number, number] | 'now';
   mtime?: [number, number] | 'now';
   ctime?: [number, number];
+  /** What the kernel said of clearing set-ID bits on a size or owner change (killpriv.ts). */
+  kill?: KillVerdict;
 }
 
 export async function setattr(vfs: Vfs, caller: Caller, ino: number, ch: AttrChange): Promise<Inode> {
@@ -44,7 +46,7 @@ export async function setattr(vfs: Vfs, caller: Caller, ino: number, ch: AttrCha
       r.mode = (r.mode & S_IFMT) | (ch.mode & 0o7777);
       chmodAcl(vfs, inode);
     }
-    if (ch.size !== undefined || ch.uid !== undefined || ch.gid !== undefined) killSgid(inode, caller);
+    if (ch.size !== undefined || ch.uid !== undefined || ch.gid !== undefined) killPriv(inode, caller, ch.kill ?? 'kernel');
     if (ch.uid !== undefined) r.uid = ch.uid;
     if (ch.gid !== undefined) r.gid = ch.gid;
     const now = nowParts();

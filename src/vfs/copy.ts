@@ -12,7 +12,8 @@
  * (source shared, destination exclusive), each pair in ascending inode number, one lock
  * when source and destination are the same file.
  */
-import type { Vfs } from './vfs.js';
+import type { Vfs, Caller } from './vfs.js';
+import { killPriv, guessVerdict } from './killpriv.js';
 import type { Inode } from './inode.js';
 import { OpCtx, type LockMode } from '../cache/lockcheck.js';
 import { lockOrder, type RwLock } from '../cache/rwlock.js';
@@ -28,7 +29,7 @@ const SHARE_SLICE = 16384;
 /** The reply's byte count is 32 bits (FUSE_COPY_FILE_RANGE); callers loop for more. */
 const MAX_PER_CALL = 1 << 30;
 
-export async function copyFileRange(vfs: Vfs, inoIn: number, offIn: number, fhIn: number, inoOut: number, offOut: number, fhOut: number, len: number): Promise<number> {
+export async function copyFileRange(vfs: Vfs, caller: Caller, inoIn: number, offIn: number, fhIn: number, inoOut: number, offOut: number, fhOut: number, len: number): Promise<number> {
   const src = vfs.handle(fhIn, inoIn).inode;
   const dst = vfs.handle(fhOut, inoOut).inode;
   if (!src.mapping || !dst.mapping) throw fsErr('EISDIR');
@@ -74,6 +75,7 @@ export async function copyFileRange(vfs: Vfs, inoIn: number, offIn: number, fhIn
     vfs.store.txn(() => {
       if (offOut + len > dst.rec.size) dst.rec.size = offOut + len;
       dst.stamp('mc');
+      killPriv(dst, caller, guessVerdict(vfs.killprivV2, caller));
       vfs.persist(dst);
     });
   } finally {

@@ -8,9 +8,9 @@
  * (ReadResult.done), so no punch can free a block it read before the kernel has it.
  */
 import type { Vfs, Caller } from './vfs.js';
-import { killSgid } from './killpriv.js';
+import { killPriv, type KillVerdict } from './killpriv.js';
 import type { Inode } from './inode.js';
-import { S_IFREG } from './inode.js';
+import { S_IFREG, S_ISGID, S_ISUID } from './inode.js';
 import { OpCtx } from '../cache/lockcheck.js';
 import { fillLocked, fillDebug } from '../cache/fill.js';
 import { writeLocked } from '../cache/write.js';
@@ -37,14 +37,17 @@ const RA_MAX_PAGES = 64;
 
 /**
  * With FUSE_ATOMIC_O_TRUNC the kernel passes O_TRUNC to open instead of sending a
- * setattr first, so truncation happens here, through the same path as truncate(2).
+ * setattr first, so truncation happens here, through the same path as truncate(2), and
+ * so does the clearing of set-ID bits it brings, even of an empty file (`kill`).
  */
-export function open(vfs: Vfs, ino: number, flags: number): number | Promise<number> {
+export function open(vfs: Vfs, caller: Caller, ino: number, flags: number, kill: KillVerdict): number | Promise<number> {
   const inode = vfs.inode(ino);
   if (inode.isDir) throw fsErr('EISDIR');
   checkOpen(inode, flags);
   const writable = (flags & O_ACCMODE) !== O_RDONLY;
-  if (!(flags & O_TRUNC) || !writable || !inode.isReg || inode.rec.size === 0) return vfs.newHandle(inode, flags).fh;
+  if (!(flags & O_TRUNC) || !writable || !inode.isReg) return vfs.newHandle(inode, flags).fh;
+  if (inode.rec.mode & (S_ISUID | S_ISGID)) vfs.change([inode], () => { if (killPriv(inode, caller, kill)) vfs.persist(inode); });
+  if (inode.rec.size === 0) return vfs.newHandle(inode, flags).fh;
   return (async () => {
     const ctx = new OpCtx('open(O_TRUNC)');
     const m = inode.mapping!;
@@ -119,7 +122,7 @@ export function read(vfs: Vfs, fh: number, ino: number, size: number, off: numbe
   })();
 }
 
-export async function write(vfs: Vfs, caller: Caller, fh: number, ino: number, data: Buffer, off: number): Promise<number> {
+export async function write(vfs: Vfs, caller: Caller, fh: number, ino: number, data: Buffer, off: number, kill: KillVerdict): Promise<number> {
   const h = vfs.handle(fh, ino);
   const inode = h.inode;
   const m = inode.mapping;
@@ -133,7 +136,7 @@ export async function write(vfs: Vfs, caller: Caller, fh: number, ino: number, d
   try {
     await writeLocked(ctx, m, off, data, vfs.src, vfs.store.blocks, { grow: (end) => { if (end > inode.rec.size) inode.rec.size = end; } });
     inode.stamp('mc');
-    killSgid(inode, caller);
+    killPriv(inode, caller, kill);
   } finally {
     m.iRwsem.release(ctx, 'exclusive');
   }

@@ -1,21 +1,49 @@
 /**
- * The one case of clearing set-group-ID that the kernel's FUSE client leaves to us.
+ * Clearing set-user-ID and set-group-ID when a file is modified.
  *
- * Linux clears S_ISUID and S_ISGID when someone without CAP_FSETID writes, truncates or
- * changes the owner of a regular file (setattr_should_drop_suidgid in fs/attr.c). Without
- * FUSE_CAP_HANDLE_KILLPRIV the FUSE client does this itself, but it drops S_ISGID only
- * together with S_IXGRP (fuse_setattr); ext4 also drops it from a file without group
- * execute when the caller is not in the file's group. That case is done here, on WRITE and
- * on SETATTR of size or owner. HANDLE_KILLPRIV_V2 would hand us the whole decision with
- * the CAP_FSETID test made by the kernel, but libfuse 3.14 does not pass its write flag
- * (FUSE_WRITE_KILL_SUIDGID) to the daemon. Known gap: uid 0 stands in for CAP_FSETID.
+ * Linux clears S_ISUID and S_ISGID when someone without CAP_FSETID writes, truncates,
+ * fallocates or copies into a regular file, and on every change of owner
+ * (setattr_should_drop_suidgid in fs/attr.c); S_ISGID without group execute only when the
+ * caller is outside the file's group.
+ *
+ * Without HANDLE_KILLPRIV_V2 ('kernel' below) the FUSE client clears S_ISUID, and S_ISGID
+ * with S_IXGRP, by a SETATTR of the mode first (fuse_setattr), and leaves out the S_ISGID
+ * without S_IXGRP case: that one is done here (killSgid). With HANDLE_KILLPRIV_V2 (the
+ * addon negotiates it, libfuse 3.14 cannot) the kernel sends no such SETATTR and says
+ * instead, on WRITE, O_TRUNC OPEN and SETATTR, whether the caller lacks CAP_FSETID
+ * ('kill') or has it ('keep'); every chown says 'kill'. FALLOCATE and COPY_FILE_RANGE
+ * carry no such word (the kernel's file_modified is then a no-op): there uid 0 stands in
+ * for CAP_FSETID, the known gap.
  */
 import type { Caller } from './vfs.js';
 import type { Inode } from './inode.js';
-import { S_ISGID } from './inode.js';
+import { S_ISGID, S_ISUID } from './inode.js';
 import { supplementaryGroups } from '../util/process.js';
 
 const S_IXGRP = 0o010;
+
+/** What the kernel said of a modification; see the head of this file. */
+export type KillVerdict = 'kill' | 'keep' | 'kernel';
+
+/** The verdict for a request the kernel says nothing about (FALLOCATE, COPY_FILE_RANGE). */
+export function guessVerdict(killprivV2: boolean, caller: Caller): KillVerdict {
+  return !killprivV2 ? 'kernel' : caller.uid === 0 ? 'keep' : 'kill';
+}
+
+/**
+ * Clears what a modification by `caller` clears under `verdict`. Returns whether the mode
+ * changed (ctime is stamped); the caller persists the inode. `gid`: the file's group
+ * before the change.
+ */
+export function killPriv(inode: Inode, caller: Caller, verdict: KillVerdict, gid = inode.rec.gid): boolean {
+  if (verdict === 'keep' || inode.isDir) return false;
+  const mode = inode.rec.mode;
+  if (verdict === 'kill' && (mode & (S_ISUID | S_ISGID))) {
+    inode.rec.mode = mode & ~(S_ISUID | ((mode & S_IXGRP) ? S_ISGID : 0));
+    if (inode.rec.mode !== mode) inode.stamp('c');
+  }
+  return killSgid(inode, caller, gid) || inode.rec.mode !== mode;
+}
 
 /** Whether the caller is in group `gid` (its fsgid or a supplementary group). */
 export function callerInGroup(caller: Caller, gid: number): boolean {

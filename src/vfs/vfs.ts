@@ -72,6 +72,8 @@ export class Vfs {
   invalidator: Invalidator;
   /** The kernel enforces POSIX ACLs (FUSE_POSIX_ACL granted at INIT); without it acl.ts is off. */
   posixAcl = true;
+  /** The kernel leaves clearing set-ID bits to us (HANDLE_KILLPRIV_V2 at INIT; killpriv.ts). */
+  killprivV2 = false;
   private nextFh = 1;
 
   constructor(readonly store: Store, opts: VfsOptions) {

@@ -23,13 +23,20 @@ export const NOBODY: User = { uid: 65534, gid: 65534 };
  * One step: [op, ...args]. Ops: read, write (no O_TRUNC), trunc (O_WRONLY|O_TRUNC),
  * exec, ls, create, mkdir, rmdir, unlink, rename, link, stat (mode:uid:gid in octal and
  * decimal), chmod (octal), chown (uid gid, -1 keeps), touch (UTIME_NOW), utime (explicit
- * atime and mtime in seconds), truncate (path, size).
+ * atime and mtime in seconds), truncate (path, size), fallocate (path, offset, length;
+ * posix_fallocate), punch (path, offset, length; FALLOC_FL_PUNCH_HOLE|KEEP_SIZE), copy
+ * (source, target: copy_file_range of the whole source to offset 0), setcap (a file
+ * capability, CAP_NET_BIND_SERVICE permitted and effective, as a v2 security.capability
+ * xattr), getcap (that xattr in hex, or ENODATA).
  */
 export type Step = (string | number)[];
 
 const RUNNER = String.raw`
-import errno, json, os, subprocess, sys
+import ctypes, errno, json, os, subprocess, sys
 def name(e): return errno.errorcode.get(e, str(e))
+libc = ctypes.CDLL(None, use_errno=True)
+libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+CAP = bytes.fromhex('0100000200040000000000000000000000000000')
 def step(op, a):
     if op == 'read':
         with open(a[0], 'rb') as f: return 'OK:%d' % len(f.read())
@@ -57,6 +64,19 @@ def step(op, a):
     if op == 'touch': os.utime(a[0], None); return 'OK'
     if op == 'utime': os.utime(a[0], (int(a[1]), int(a[2]))); return 'OK'
     if op == 'truncate': os.truncate(a[0], int(a[1])); return 'OK'
+    if op == 'fallocate' or op == 'punch':
+        fd = os.open(a[0], os.O_WRONLY)
+        try:
+            if op == 'fallocate': os.posix_fallocate(fd, int(a[1]), int(a[2]))
+            elif libc.fallocate(fd, 3, int(a[1]), int(a[2])) != 0: raise OSError(ctypes.get_errno(), 'fallocate')
+        finally: os.close(fd)
+        return 'OK'
+    if op == 'copy':
+        src = os.open(a[0], os.O_RDONLY); dst = os.open(a[1], os.O_WRONLY)
+        try: return 'OK:%d' % os.copy_file_range(src, dst, os.fstat(src).st_size, 0, 0)
+        finally: os.close(src); os.close(dst)
+    if op == 'setcap': os.setxattr(a[0], 'security.capability', CAP); return 'OK'
+    if op == 'getcap': return 'OK:' + os.getxattr(a[0], 'security.capability').hex()
     return 'bad op ' + op
 out = []
 for s in json.loads(sys.argv[1]):

@@ -187,6 +187,46 @@ describe('permissions with -o allow_other (pagefs vs ext4)', () => {
       'OK:2666:0:65534', 'OK:666:0:0', `OK:644:2001:${G}`, 'OK:755:2001:2001', 'OK:6755:2001:2001', 'OK:6777:0:0']);
   });
 
+  // With HANDLE_KILLPRIV_V2 the kernel tells the daemon on WRITE, O_TRUNC OPEN and SETATTR
+  // whether the caller lacks CAP_FSETID; on FALLOCATE and COPY_FILE_RANGE the daemon
+  // decides (uid 0 stands in for the capability). O_TRUNC clears even an empty file's bits.
+  it('set-ID bits are cleared on fallocate, punch, copy_file_range and O_TRUNC open by a user, kept for root', async () => {
+    expect(m!.log(), 'the mount log names the negotiated flag').toMatch(/handle_killpriv_v2/);
+    const kinds = ['fa', 'pu', 'cp', 'ot', 'otempty'];
+    const r = await onBoth('killpriv2', async (d) => {
+      await file(path.join(d, 'src'), 0o644, 0, 0, 'copied');
+      for (const who of ['u', 'r']) {
+        for (const k of kinds) await file(path.join(d, `${who}${k}`), 0o6777, 0, 0, k === 'otempty' ? '' : 'x'.repeat(8192));
+        await file(path.join(d, `${who}sgid`), 0o2666, 0, 0, 'x'.repeat(8192)); // set-group-ID without group execute
+      }
+    }, (d) => ['u', 'r'].map((who): Phase => [who === 'u' ? NOBODY : null, [
+      ['fallocate', `${d}/${who}fa`, 0, 16384], ['stat', `${d}/${who}fa`],
+      ['punch', `${d}/${who}pu`, 0, 4096], ['stat', `${d}/${who}pu`],
+      ['copy', `${d}/src`, `${d}/${who}cp`], ['stat', `${d}/${who}cp`],
+      ['trunc', `${d}/${who}ot`], ['stat', `${d}/${who}ot`],
+      ['trunc', `${d}/${who}otempty`], ['stat', `${d}/${who}otempty`],
+      ['punch', `${d}/${who}sgid`, 4096, 4096], ['stat', `${d}/${who}sgid`],
+    ]]));
+    expectSame(r, [
+      'OK', 'OK:777:0:0', 'OK', 'OK:777:0:0', 'OK:6', 'OK:777:0:0', 'OK', 'OK:777:0:0', 'OK', 'OK:777:0:0', 'OK', 'OK:666:0:0',
+      'OK', 'OK:6777:0:0', 'OK', 'OK:6777:0:0', 'OK:6', 'OK:6777:0:0', 'OK', 'OK:6777:0:0', 'OK', 'OK:6777:0:0', 'OK', 'OK:2666:0:0',
+    ]);
+  });
+
+  // The kernel still removes security.capability itself (a REMOVEXATTR before the write),
+  // for root too: a file capability must not survive a change of the file's contents.
+  it('a write removes the file capability (security.capability), by root and by a user', async () => {
+    const r = await onBoth('killcap', async (d) => {
+      await file(path.join(d, 'root'), 0o755);
+      await file(path.join(d, 'user'), 0o777);
+    }, (d) => [
+      [null, [['setcap', `${d}/root`], ['getcap', `${d}/root`], ['setcap', `${d}/user`], ['write', `${d}/root`], ['getcap', `${d}/root`]]],
+      [NOBODY, [['getcap', `${d}/user`], ['write', `${d}/user`], ['getcap', `${d}/user`], ['stat', `${d}/user`]]],
+    ]);
+    const cap = 'OK:0100000200040000000000000000000000000000';
+    expectSame(r, ['OK', cap, 'OK', 'OK', 'ENODATA', cap, 'OK', 'ENODATA', 'OK:777:0:0']);
+  });
+
   it('chmod g+s keeps set-group-ID for a member of the file\'s group (also by a supplementary group), drops it otherwise', async () => {
     const r = await onBoth('chmodsgid', async (d) => {
       await file(path.join(d, 'nobody-root'), 0o644, NOBODY.uid, 0);
