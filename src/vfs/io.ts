@@ -133,13 +133,21 @@ export async function write(vfs: Vfs, caller: Caller, fh: number, ino: number, d
   if (data.length === 0) return 0;
   const ctx = new OpCtx('write');
   await m.iRwsem.acquire(ctx, 'exclusive');
+  let appended = false;
   try {
+    appended = off >= inode.rec.size;
     await writeLocked(ctx, m, off, data, vfs.src, vfs.store.blocks, { grow: (end) => { if (end > inode.rec.size) inode.rec.size = end; } });
     inode.stamp('mc');
     killPriv(inode, caller, kill);
   } finally {
     m.iRwsem.release(ctx, 'exclusive');
   }
+  // Write-behind for a file written at its end (a stream): left to the cache cap, the
+  // whole file would be written back at once, one transaction whose WAL grows as large as
+  // the file, in memory touched for the first time. Pages written past EOF are seldom
+  // written again, so writing them back early costs no second write (it would for random
+  // overwrites, which wait for the cap or fsync).
+  if (appended && m.dirtyPages.size >= vfs.writeBehindPages) vfs.writeback(inode);
   vfs.balance();
   // An O_DIRECT write went around the kernel's page cache, and for an async one that does
   // not grow the file the kernel drops no page (EXPLICIT_INVAL_DATA leaves that to us):

@@ -20,6 +20,9 @@ import { fsErr } from '../util/errors.js';
 import { nowParts } from '../store/open.js';
 import type { SlabAllocator } from '../cache/frames.js';
 
+/** How much a file written at its end may hold dirty before its writeback starts (io.write); at most a quarter of the cache. */
+const WRITE_BEHIND_BYTES = 32 << 20;
+
 /** Kernel-cache notifications the domain asks for; src/fuse/ sends them out of band. */
 export interface Invalidator {
   /** Queues a drop of the kernel's pages [off, off + len) (len 0: to EOF), sent after the current reply. */
@@ -59,6 +62,8 @@ export const LINK_MAX = 65000;
 
 export class Vfs {
   readonly cache: PageCache;
+  /** Dirty pages of a file being written at its end that start its writeback (io.write). */
+  readonly writeBehindPages: number;
   readonly src: BlockSource;
   readonly icache = new Map<number, Inode>();
   readonly handles = new Map<number, Handle>();
@@ -80,6 +85,7 @@ export class Vfs {
     this.blockSize = store.sb.blockSize;
     this.maxFileSize = this.blockSize * (2 ** 32 - 1);
     this.cache = new PageCache(Math.max(4096, this.blockSize), this.blockSize, opts.cacheBytes, opts.allocSlab);
+    this.writeBehindPages = Math.max(16, Math.min(this.cache.capacityPages >> 2, WRITE_BEHIND_BYTES / this.cache.pageSize));
     this.invalidator = opts.invalidator ?? { invalInode() {}, async invalInodeNow() {}, invalEntry() {}, async storeKernel() {} };
     const blocks = store.blocks;
     this.src = {

@@ -1,0 +1,88 @@
+/**
+ * Write-behind: a file written at its end starts its writeback once it holds
+ * Vfs.writeBehindPages dirty pages, so a long stream is written back in bounded
+ * transactions instead of one as large as the file at fsync. Random overwrites inside the
+ * file do not start it (a page written again would be written back again): they wait for
+ * the cache cap or fsync. Below the mount: the VFS with a real store.
+ */
+import { describe, it, expect, afterEach } from 'vitest';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createStoreFile } from '../../src/store/open.js';
+import { Store } from '../../src/store/store.js';
+import { Vfs, type Caller } from '../../src/vfs/vfs.js';
+import * as io from '../../src/vfs/io.js';
+import { ROOT_INO } from '../../src/store/schema.js';
+
+const BS = 4096;
+const MiB = 1 << 20;
+const me: Caller = { uid: 0, gid: 0, pid: process.pid, umask: 0o022 };
+let dir = '';
+afterEach(() => { if (dir) fs.rmSync(dir, { recursive: true, force: true }); dir = ''; });
+
+function setup(cacheBytes: number): { store: Store; vfs: Vfs } {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagefs-wbehind-'));
+  const file = path.join(dir, 'store.db');
+  createStoreFile(file, BS, 256 * MiB);
+  const store = Store.open(file, { readonly: false, cmd: 'test' });
+  return { store, vfs: new Vfs(store, { cacheBytes }) };
+}
+
+/** One 1 MiB chunk whose bytes name their offset, so a misplaced block shows. */
+function chunk(off: number): Buffer {
+  const b = Buffer.alloc(MiB);
+  for (let i = 0; i < MiB; i += 8) b.writeUInt32LE((off + i) >>> 3, i);
+  return b;
+}
+
+describe('write-behind', () => {
+  it('a file written at its end never holds much more than writeBehindPages dirty, and reads back whole from the store', async () => {
+    const { store, vfs } = setup(64 * MiB);
+    try {
+      const limit = vfs.writeBehindPages;
+      expect(limit).toBe((64 * MiB / vfs.cache.pageSize) / 4); // a quarter of this cache, under the 32 MiB bound
+      const { inode, fh } = io.create(vfs, me, ROOT_INO, Buffer.from('f'), 0o644, 2);
+      const pagesPerWrite = MiB / vfs.cache.pageSize;
+      let most = 0;
+      const total = 40 * MiB;
+      for (let off = 0; off < total; off += MiB) {
+        await io.write(vfs, me, fh, inode.ino, chunk(off), off, 'kernel');
+        most = Math.max(most, inode.mapping!.dirtyPages.size);
+      }
+      expect(most).toBeLessThan(limit + pagesPerWrite);
+      expect(vfs.cache.stats.writebacks).toBeGreaterThanOrEqual(2);
+      // What was written back is in the store: drop every clean page and read it all back.
+      for (const p of [...inode.mapping!.pages.values()]) if (!p.dirty) vfs.cache.remove(p);
+      const r = await io.read(vfs, fh, inode.ino, total, 0);
+      const got = Buffer.concat(r.bufs);
+      r.done?.();
+      expect(got.length).toBe(total);
+      for (let off = 0; off < total; off += MiB) expect(got.subarray(off, off + MiB).equals(chunk(off)), `MiB at ${off}`).toBe(true);
+    } finally {
+      store.close();
+    }
+  }, 60_000);
+
+  it('random overwrites inside the file do not start it: their pages stay dirty until the cap or fsync', async () => {
+    const { store, vfs } = setup(64 * MiB);
+    try {
+      const limit = vfs.writeBehindPages;
+      const { inode, fh } = io.create(vfs, me, ROOT_INO, Buffer.from('f'), 0o644, 2);
+      const size = 40 * MiB;
+      for (let off = 0; off < size; off += MiB) await io.write(vfs, me, fh, inode.ino, chunk(off), off, 'kernel');
+      vfs.writeback(inode);
+      const before = vfs.cache.stats.writebacks;
+      const pages = size / vfs.cache.pageSize;
+      const block = Buffer.alloc(BS, 0x5a);
+      for (let i = 0; i < limit + 1000; i++) {
+        const page = (i * 7919) % pages; // distinct pages, in no order
+        await io.write(vfs, me, fh, inode.ino, block, page * vfs.cache.pageSize, 'kernel');
+      }
+      expect(inode.mapping!.dirtyPages.size).toBe(limit + 1000);
+      expect(vfs.cache.stats.writebacks).toBe(before);
+    } finally {
+      store.close();
+    }
+  }, 60_000);
+});
