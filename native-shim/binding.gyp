@@ -8,6 +8,8 @@
         "src/js.c",
         "src/session.c",
         "src/rbuf.c",
+        "src/events.c",
+        "src/mounttab.c",
         "src/ops.c",
         "src/reply.c",
         "src/rawio.c",

@@ -1,5 +1,6 @@
 /*
- * session.c — mount, the read loop on the JS thread, unmount.
+ * session.c — mount, the read loop on the JS thread, unmount. events.c calls the
+ * handler for each request; mounttab.c finds and detaches the mount.
  *
  * Contract (binding.ts `mount`/`unmount`):
  * - mount(mountpoint, argv, config, handler) creates the session from argv
@@ -39,123 +40,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
-#include <sys/sysmacros.h>
-#include <sys/wait.h>
 #include <unistd.h>
-
-extern char **environ;
 
 /* Marks Session objects made here, so that unmount/notify reject anything else. */
 static const napi_type_tag session_tag = {0x70616765667321aaULL, 0x5e5510a0c0ffee01ULL};
-
-/* ---- events to JS ---- */
-
-static void finalize_free(napi_env env, void *data, void *hint) {
-  free(data);
-}
-
-static void finalize_rbuf(napi_env env, void *data, void *hint) {
-  ps_rbuf_put(hint);
-}
-
-bool ps_in_rbuf(ps_session *s, const void *p, size_t n) {
-  const char *b = s->buf.mem;
-  return b && (const char *)p >= b && (const char *)p + n <= b + PS_RBUF_SIZE;
-}
-
-static bool arg_to_js(napi_env env, ps_session *s, ps_arg *a, napi_value *out) {
-  switch (a->kind) {
-  case PS_ARG_NUM:
-    return napi_create_double(env, a->num, out) == napi_ok;
-  case PS_ARG_NULL:
-    return napi_get_null(env, out) == napi_ok;
-  case PS_ARG_BYTES:
-    return napi_create_buffer_copy(env, a->len, a->ptr, NULL, out) == napi_ok;
-  case PS_ARG_EXTERNAL: {
-    /* WRITE data: the copy made on the libfuse thread becomes the Buffer's memory. */
-    void *p = a->ptr;
-    if (napi_create_external_buffer(env, a->len, p, finalize_free, NULL, out) == napi_ok) {
-      a->ptr = NULL;
-      return true;
-    }
-    /* Runtimes that forbid external buffers: one more copy, still correct. */
-    return napi_create_buffer_copy(env, a->len, p, NULL, out) == napi_ok;
-  }
-  case PS_ARG_RECV: {
-    /* The receive buffer becomes the Buffer's memory; the session reads the next request
-       into another one (rbuf.c), and the finalizer gives this one back. */
-    if (a->base == s->buf.mem && napi_create_external_buffer(env, a->len, a->ptr, finalize_rbuf, a->base, out) == napi_ok) {
-      s->buf.mem = NULL;
-      return true;
-    }
-    return napi_create_buffer_copy(env, a->len, a->ptr, NULL, out) == napi_ok;
-  }
-  case PS_ARG_F64: {
-    void *data;
-    napi_value ab;
-    if (napi_create_arraybuffer(env, a->len * sizeof(double), &data, &ab) != napi_ok)
-      return false;
-    if (a->len)
-      memcpy(data, a->ptr, a->len * sizeof(double));
-    return napi_create_typedarray(env, napi_float64_array, a->len, ab, 0, out) == napi_ok;
-  }
-  }
-  return false;
-}
-
-/* Runs on the JS thread, once per event, in the order libfuse posted them. */
-static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
-  ps_event *e = data;
-  if (env == NULL || js_cb == NULL) {
-    /* The TSFN is being torn down with events still queued: JS will never answer. */
-    ps_event_abandon(e, EIO);
-    return;
-  }
-
-  napi_value argv[6 + PS_MAX_ARGS];
-  size_t argc = 0;
-  bool ok = napi_create_int32(env, e->op, &argv[argc++]) == napi_ok &&
-            napi_create_double(env, (double)(e->req ? (uintptr_t)e->req : (uintptr_t)e->raw), &argv[argc++]) == napi_ok &&
-            napi_create_double(env, e->uid, &argv[argc++]) == napi_ok &&
-            napi_create_double(env, e->gid, &argv[argc++]) == napi_ok &&
-            napi_create_double(env, e->pid, &argv[argc++]) == napi_ok &&
-            napi_create_double(env, e->umask, &argv[argc++]) == napi_ok;
-  for (int i = 0; ok && i < e->argc; i++)
-    ok = arg_to_js(env, e->session, &e->argv[i], &argv[argc++]);
-  if (!ok) {
-    bool pending = false;
-    napi_is_exception_pending(env, &pending);
-    if (pending) {
-      napi_value exc;
-      napi_get_and_clear_last_exception(env, &exc);
-    }
-    ps_event_abandon(e, ENOMEM);
-    return;
-  }
-  ps_event_free(e);
-
-  napi_value recv;
-  napi_get_undefined(env, &recv);
-  if (napi_call_function(env, recv, js_cb, argc, argv, NULL) != napi_ok) {
-    /* Node would only print a warning for an exception left in a TSFN callback;
-       a throwing dispatcher is a bug, so make it an uncaught exception. */
-    bool pending = false;
-    napi_is_exception_pending(env, &pending);
-    if (pending) {
-      napi_value exc;
-      napi_get_and_clear_last_exception(env, &exc);
-      napi_fatal_exception(env, exc);
-    }
-  }
-}
 
 /* ---- the read loop ---- */
 
@@ -166,26 +57,6 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
  * random-read rates); under a burst it saves a loop turn per request.
  */
 #define PS_BATCH 64
-
-void ps_event_post(ps_event *e) {
-  ps_session *s = e->session;
-  if (e->fail || s->gone) {
-    ps_event_abandon(e, e->fail ? e->fail : EIO);
-    return;
-  }
-  napi_env env = s->env;
-  napi_handle_scope hs;
-  napi_value fn;
-  if (napi_open_handle_scope(env, &hs) != napi_ok) {
-    ps_event_abandon(e, ENOMEM);
-    return;
-  }
-  if (napi_get_reference_value(env, s->handler, &fn) != napi_ok || fn == NULL)
-    ps_event_abandon(e, EIO);
-  else
-    call_js(env, fn, NULL, e);
-  napi_close_handle_scope(env, hs);
-}
 
 static void post_exit(ps_session *s, int rc) {
   ps_event *e = ps_event_new(s, PS_OP_EXIT, NULL);
@@ -258,104 +129,14 @@ static void on_readable(uv_poll_t *h, int status, int events) {
  * waiting. process.exit() and fatal exceptions do not run this hook; the kernel ends
  * the connection when the process is gone.
  */
-static int detach_mount(ps_session *s);
 static void env_cleanup(void *arg) {
   ps_session *s = arg;
   s->gone = true;
   stop_reading(s);
   if (!s->unmounted) {
     s->unmounted = true;
-    detach_mount(s);
+    ps_detach_mount(s);
   }
-}
-
-/* ---- mount table ---- */
-
-/* Undoes the octal escapes (\040 for space, ...) of /proc/self/mountinfo paths. */
-static void unescape_mountinfo(char *s) {
-  char *w = s;
-  for (char *r = s; *r; r++) {
-    if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
-      *w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
-      r += 3;
-    } else {
-      *w++ = *r;
-    }
-  }
-  *w = '\0';
-}
-
-/*
- * The device of the topmost mount at path, read from mountinfo rather than stat():
- * a stat of our own mount point from this process would wait for a GETATTR that only
- * this process's JS thread can answer.
- */
-static bool find_mount_dev(const char *path, dev_t *dev) {
-  FILE *f = fopen("/proc/self/mountinfo", "re");
-  if (!f)
-    return false;
-  char *line = NULL;
-  size_t cap = 0;
-  bool found = false;
-  while (getline(&line, &cap, f) > 0) {
-    unsigned maj, min;
-    char mp[PATH_MAX * 4 + 1];
-    if (sscanf(line, "%*u %*u %u:%u %*s %16384s", &maj, &min, mp) != 3)
-      continue;
-    unescape_mountinfo(mp);
-    if (strcmp(mp, path) == 0) {
-      *dev = makedev(maj, min);
-      found = true; /* keep going: a later line is mounted on top */
-    }
-  }
-  free(line);
-  fclose(f);
-  return found;
-}
-
-static int spawn_fusermount(const char *mountpoint) {
-  /* Same fallback as libfuse's fuse_kern_unmount for unprivileged mounts. */
-  char *argv[] = {"fusermount3", "-u", "-q", "-z", "--", (char *)mountpoint, NULL};
-  pid_t pid;
-  int err = posix_spawnp(&pid, "fusermount3", NULL, NULL, argv, environ);
-  if (err)
-    return -err;
-  int status;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR)
-      return -errno;
-  }
-  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
-}
-
-/*
- * Detaches the mount; the kernel then tears the connection down, the descriptor
- * turns readable, the next read returns ENODEV and the loop ends. MNT_DETACH because a busy mount must
- * not make us wait, and the final teardown of an idle mount runs in this thread as it
- * leaves the syscall: it sends nothing that needs JS as long as the kernel holds no
- * dirty pages for us (write-through, no writeback_cache). With writeback_cache the
- * teardown could write back to us while JS is blocked here; then this must move to a
- * helper thread.
- */
-static int detach_mount(ps_session *s) {
-  if (s->mount_dev) {
-    dev_t now;
-    /* Gone already (fusermount3 -u from outside): the path may now be someone else's mount. */
-    if (!find_mount_dev(s->mountpoint, &now) || now != s->mount_dev)
-      return 0;
-  } else {
-    struct pollfd p = {.fd = s->dev_fd, .events = 0};
-    if (poll(&p, 1, 0) == 1 && (p.revents & POLLERR))
-      return 0;
-  }
-  if (umount2(s->mountpoint, MNT_DETACH) == 0)
-    return 0;
-  int err = errno;
-  if (err == EINVAL || err == ENOENT)
-    return 0;
-  if (err == EPERM && geteuid() != 0)
-    return spawn_fusermount(s->mountpoint);
-  return -err;
 }
 
 /* ---- JS entry points ---- */
@@ -497,7 +278,7 @@ napi_value ps_mount(napi_env env, napi_callback_info info) {
     ps_throw_errno(env, "fuse_session_custom_io", -io_err);
     goto fail_mounted;
   }
-  if (!find_mount_dev(s->mountpoint, &s->mount_dev))
+  if (!ps_find_mount_dev(s->mountpoint, &s->mount_dev))
     s->mount_dev = 0;
 
   /* Non-blocking: the read loop reads until EAGAIN, and must never sleep in read(). */
@@ -534,7 +315,7 @@ napi_value ps_mount(napi_env env, napi_callback_info info) {
     /* Without a Session JS cannot unmount, so do it here; EXIT follows. */
     s->unmounted = true;
     fuse_session_exit(s->se);
-    detach_mount(s);
+    ps_detach_mount(s);
     ps_throw_errno(env, "mount", ENOMEM);
     result = NULL;
   }
@@ -591,7 +372,7 @@ napi_value ps_unmount(napi_env env, napi_callback_info info) {
   int rc = 0;
   if (!s->unmounted) {
     fuse_session_exit(s->se);
-    rc = detach_mount(s);
+    rc = ps_detach_mount(s);
     s->unmounted = rc == 0;
   }
   if (rc < 0) {

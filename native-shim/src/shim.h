@@ -6,7 +6,7 @@
  * pieces the C files hand each other. The addon holds no filesystem policy
  * (docs STYLE.md point 4): it mounts, decodes, enqueues, replies and notifies.
  *
- * Threads: requests are read, decoded and handed to JS on the JS thread (session.c);
+ * Threads: requests are read (session.c), decoded (ops.c) and handed to JS (events.c) on the JS thread;
  * only notify.c's libuv pool threads run elsewhere, and they only write to /dev/fuse.
  */
 #ifndef PAGEFS_SHIM_H
@@ -143,11 +143,19 @@ void ps_rbuf_put(void *buf);
 /* Payloads at least this long are handed to JS in their receive buffer instead of copied. */
 #define PS_RECV_ADOPT_MIN ((size_t)16384)
 
-/* session.c */
+/* events.c */
 /* The session's current receive buffer: ops.c checks that a payload lies in it. */
 bool ps_in_rbuf(ps_session *s, const void *p, size_t n);
 /* Hands an event to the JS handler now (we are on the JS thread) and frees it. */
 void ps_event_post(ps_event *e);
+
+/* mounttab.c */
+/* The device of the topmost mount at path, from /proc/self/mountinfo. */
+bool ps_find_mount_dev(const char *path, dev_t *dev);
+/* Detaches the session's mount unless it is gone already; 0 or a negative errno. */
+int ps_detach_mount(ps_session *s);
+
+/* session.c */
 napi_value ps_mount(napi_env env, napi_callback_info info);
 napi_value ps_unmount(napi_env env, napi_callback_info info);
 /* Returns the session behind a Session object, or throws a TypeError and returns NULL. */

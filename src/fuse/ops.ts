@@ -5,7 +5,7 @@
  * row that answers ENOSYS for a "not now".
  */
 import { OP, SET, KILL, OPEN_KEEP_CACHE, A } from './binding.js';
-import type { KillVerdict } from '../vfs/killpriv.js';
+import { toldVerdict, type KillVerdict } from '../vfs/killpriv.js';
 import type { Vfs, Caller } from '../vfs/vfs.js';
 import type { Inode } from '../vfs/inode.js';
 import * as entry from '../vfs/entry.js';
@@ -56,13 +56,8 @@ function xattrOut(value: Buffer, size: number): XattrOut {
   return { data: value };
 }
 
-/** The kernel's kill flag of a request, as a verdict (it sends none without HANDLE_KILLPRIV_V2). */
-function verdict(v: Vfs, flagged: number): KillVerdict {
-  return !v.killprivV2 ? 'kernel' : flagged ? 'kill' : 'keep';
-}
-
-function decodeSetattr(toSet: number, a: Float64Array): attr.AttrChange {
-  const ch: attr.AttrChange = {};
+function decodeSetattr(toSet: number, a: Float64Array, kill: KillVerdict): attr.AttrChange {
+  const ch: attr.AttrChange = { kill };
   if (toSet & SET.MODE) ch.mode = a[A.mode];
   if (toSet & SET.UID) ch.uid = a[A.uid];
   if (toSet & SET.GID) ch.gid = a[A.gid];
@@ -85,7 +80,7 @@ export const OPS: Record<number, OpDef> = {
   [OP.GETATTR]: { name: 'getattr', reply: 'attr', run: (v, _c, ino: number) => entry.getattr(v, ino) },
   [OP.SETATTR]: {
     name: 'setattr', reply: 'attr',
-    run: (v, c, ino: number, toSet: number, a: Float64Array) => attr.setattr(v, c, ino, { ...decodeSetattr(toSet, a), kill: verdict(v, toSet & KILL.SETATTR_SUIDGID) }),
+    run: (v, c, ino: number, toSet: number, a: Float64Array) => attr.setattr(v, c, ino, decodeSetattr(toSet, a, toldVerdict(v.killprivV2, toSet & KILL.SETATTR_SUIDGID))),
   },
   [OP.READLINK]: { name: 'readlink', reply: 'readlink', run: (v, _c, ino: number) => namei.readlink(v, ino) },
   [OP.MKNOD]: {
@@ -107,7 +102,7 @@ export const OPS: Record<number, OpDef> = {
   [OP.OPEN]: {
     name: 'open', reply: 'open',
     run: (v, c, ino: number, flags: number, openFlags: number): OpenOut | Promise<OpenOut> => {
-      const fh = io.open(v, c, ino, flags, verdict(v, openFlags & KILL.OPEN_SUIDGID));
+      const fh = io.open(v, c, ino, flags, toldVerdict(v.killprivV2, openFlags & KILL.OPEN_SUIDGID));
       return typeof fh === 'number' ? { fh, flags: OPEN_FLAGS } : fh.then((n) => ({ fh: n, flags: OPEN_FLAGS }));
     },
   },
@@ -118,7 +113,7 @@ export const OPS: Record<number, OpDef> = {
   [OP.WRITE]: {
     name: 'write', reply: 'write',
     run: (v, c, ino: number, data: Buffer, off: number, fh: number, _writepage: number, _flags: number, writeFlags: number) =>
-      io.write(v, c, fh, ino, data, off, verdict(v, writeFlags & KILL.WRITE_SUIDGID)),
+      io.write(v, c, fh, ino, data, off, toldVerdict(v.killprivV2, writeFlags & KILL.WRITE_SUIDGID)),
   },
   [OP.FLUSH]: { name: 'flush', reply: 'ok', run: (v, _c, ino: number, fh: number) => io.flush(v, fh, ino) },
   [OP.RELEASE]: { name: 'release', reply: 'ok', run: (v, _c, ino: number, fh: number) => io.release(v, fh, ino) },

@@ -25,6 +25,11 @@ const S_IXGRP = 0o010;
 /** What the kernel said of a modification; see the head of this file. */
 export type KillVerdict = 'kill' | 'keep' | 'kernel';
 
+/** The verdict of a request that carries the kernel's kill flag (WRITE, OPEN, SETATTR); none is sent without HANDLE_KILLPRIV_V2. */
+export function toldVerdict(killprivV2: boolean, killFlag: number): KillVerdict {
+  return !killprivV2 ? 'kernel' : killFlag ? 'kill' : 'keep';
+}
+
 /** The verdict for a request the kernel says nothing about (FALLOCATE, COPY_FILE_RANGE). */
 export function guessVerdict(killprivV2: boolean, caller: Caller): KillVerdict {
   return !killprivV2 ? 'kernel' : caller.uid === 0 ? 'keep' : 'kill';
