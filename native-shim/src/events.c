@@ -61,6 +61,13 @@ static bool arg_to_js(napi_env env, ps_session *s, ps_arg *a, napi_value *out) {
   return false;
 }
 
+/* Clears a pending JS exception; returns whether there was one (in *exc). */
+static bool take_exception(napi_env env, napi_value *exc) {
+  bool pending = false;
+  return napi_is_exception_pending(env, &pending) == napi_ok && pending &&
+         napi_get_and_clear_last_exception(env, exc) == napi_ok;
+}
+
 /* Calls the handler with the event's arguments, in the order ops.c posted them, and frees the event. */
 static void call_js(napi_env env, napi_value js_cb, ps_event *e) {
   napi_value argv[6 + PS_MAX_ARGS];
@@ -74,12 +81,8 @@ static void call_js(napi_env env, napi_value js_cb, ps_event *e) {
   for (int i = 0; ok && i < e->argc; i++)
     ok = arg_to_js(env, e->session, &e->argv[i], &argv[argc++]);
   if (!ok) {
-    bool pending = false;
-    napi_is_exception_pending(env, &pending);
-    if (pending) {
-      napi_value exc;
-      napi_get_and_clear_last_exception(env, &exc);
-    }
+    napi_value exc;
+    take_exception(env, &exc);
     ps_event_abandon(e, ENOMEM);
     return;
   }
@@ -90,13 +93,9 @@ static void call_js(napi_env env, napi_value js_cb, ps_event *e) {
   if (napi_call_function(env, recv, js_cb, argc, argv, NULL) != napi_ok) {
     /* Left pending, the exception would surface at some later N-API call of this
        loop; a throwing dispatcher is a bug, so make it an uncaught exception. */
-    bool pending = false;
-    napi_is_exception_pending(env, &pending);
-    if (pending) {
-      napi_value exc;
-      napi_get_and_clear_last_exception(env, &exc);
+    napi_value exc;
+    if (take_exception(env, &exc))
       napi_fatal_exception(env, exc);
-    }
   }
 }
 
