@@ -36,6 +36,8 @@ export interface CacheStats {
   misses: number;
   readaheadPages: number;
   evictions: number;
+  /** Clean pages a stream wrote, given back right after its write-behind (dropBehind). */
+  droppedBehind: number;
   invalidations: number;
   writebackPages: number;
   writebacks: number;
@@ -72,7 +74,7 @@ export class PageCache {
   count = 0;
   dirtyCount = 0;
   readonly stats: CacheStats = {
-    hits: 0, misses: 0, readaheadPages: 0, evictions: 0, invalidations: 0, writebackPages: 0, writebacks: 0,
+    hits: 0, misses: 0, readaheadPages: 0, evictions: 0, droppedBehind: 0, invalidations: 0, writebackPages: 0, writebacks: 0,
     lock: { waits: 0, waitNs: 0n },
   };
   /** Most recently used first. */
@@ -158,7 +160,7 @@ export class PageCache {
     let p = this.tail;
     while (over > 0 && p) {
       const prev = p.prev;
-      if (p.dirty === 0 && !p.mapping.invalidateLock.heldShared && !p.mapping.invalidateLock.heldExclusive) {
+      if (p.dirty === 0 && evictable(p.mapping)) {
         this.remove(p);
         this.stats.evictions++;
         over--;
@@ -166,6 +168,26 @@ export class PageCache {
       p = prev;
     }
     return Math.max(0, over);
+  }
+
+  /**
+   * Drop-behind: gives the frames of `pages`, clean now, back to the pool, except the
+   * page at index `keep` (the one a stream's next write continues). For a file written
+   * at its end, right after its write-behind: the kernel keeps its own copy of every
+   * page written through it, so a second copy here is seldom read, and keeping it made
+   * every page of a long stream fresh memory, zeroed by the kernel at first touch.
+   * Same rule as eviction: not while anyone holds the mapping's invalidate_lock.
+   */
+  dropBehind(mapping: Mapping, pages: Iterable<Page>, keep: number): number {
+    if (!evictable(mapping)) return 0;
+    let n = 0;
+    for (const p of pages) {
+      if (p.dirty !== 0 || p.index === keep || mapping.pages.get(p.index) !== p) continue;
+      this.remove(p);
+      n++;
+    }
+    this.stats.droppedBehind += n;
+    return n;
   }
 
   private linkHead(page: Page): void {
@@ -183,4 +205,9 @@ export class PageCache {
     else if (this.tail === page) this.tail = page.prev;
     page.prev = page.next = null;
   }
+}
+
+/** Whether clean pages of `mapping` may leave the cache now: no fill or block move holds its invalidate_lock. */
+function evictable(mapping: Mapping): boolean {
+  return !mapping.invalidateLock.heldShared && !mapping.invalidateLock.heldExclusive;
 }

@@ -146,8 +146,9 @@ export async function write(vfs: Vfs, caller: Caller, fh: number, ino: number, d
   // whole file would be written back at once, one transaction whose WAL grows as large as
   // the file, in memory touched for the first time. Pages written past EOF are seldom
   // written again, so writing them back early costs no second write (it would for random
-  // overwrites, which wait for the cap or fsync).
-  if (appended && m.dirtyPages.size >= vfs.writeBehindPages) vfs.writeback(inode);
+  // overwrites, which wait for the cap or fsync). The pages written back then leave the
+  // cache (drop-behind, PageCache.dropBehind).
+  if (appended && m.dirtyPages.size >= vfs.writeBehindPages) vfs.writeBehind(inode);
   vfs.balance();
   // An O_DIRECT write went around the kernel's page cache, and for an async one that does
   // not grow the file the kernel drops no page (EXPLICIT_INVAL_DATA leaves that to us):

@@ -196,6 +196,17 @@ export class Vfs {
     });
   }
 
+  /**
+   * Write-behind of a file being written at its end (io.write), then drop-behind of the
+   * pages it wrote back, the last one kept for the next write.
+   */
+  writeBehind(inode: Inode): void {
+    const m = inode.mapping!;
+    const written = [...m.dirtyPages];
+    this.writeback(inode);
+    this.cache.dropBehind(m, written, Math.floor(Math.max(0, inode.rec.size - 1) / this.cache.pageSize));
+  }
+
   /** Keeps the cache under its cap, writing back the coldest dirty mappings when clean pages are not enough. */
   balance(): void {
     if (this.cache.shrink() === 0) return;

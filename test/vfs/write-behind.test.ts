@@ -3,7 +3,9 @@
  * Vfs.writeBehindPages dirty pages, so a long stream is written back in bounded
  * transactions instead of one as large as the file at fsync. Random overwrites inside the
  * file do not start it (a page written again would be written back again): they wait for
- * the cache cap or fsync. Below the mount: the VFS with a real store.
+ * the cache cap or fsync. The pages a write-behind wrote back leave the cache
+ * (drop-behind), so a stream reuses a few frames instead of touching new memory for every
+ * page. Below the mount: the VFS with a real store.
  */
 import { describe, it, expect, afterEach } from 'vitest';
 import fs from 'node:fs';
@@ -14,6 +16,7 @@ import { Store } from '../../src/store/store.js';
 import { Vfs, type Caller } from '../../src/vfs/vfs.js';
 import * as io from '../../src/vfs/io.js';
 import { ROOT_INO } from '../../src/store/schema.js';
+import { OpCtx } from '../../src/cache/lockcheck.js';
 
 const BS = 4096;
 const MiB = 1 << 20;
@@ -36,29 +39,40 @@ function chunk(off: number): Buffer {
   return b;
 }
 
+/** Writes `total` bytes to a new file in 1 MiB chunks at its end; `after` runs after each write. */
+async function stream(vfs: Vfs, total: number, after: () => void = () => undefined) {
+  const { inode, fh } = io.create(vfs, me, ROOT_INO, Buffer.from('f'), 0o644, 2);
+  for (let off = 0; off < total; off += MiB) {
+    await io.write(vfs, me, fh, inode.ino, chunk(off), off, 'kernel');
+    after();
+  }
+  return { inode, fh };
+}
+
+/** Reads the whole streamed file back and checks every chunk. */
+async function expectReadsBack(vfs: Vfs, fh: number, ino: number, total: number): Promise<void> {
+  const r = await io.read(vfs, fh, ino, total, 0);
+  const got = Buffer.concat(r.bufs);
+  r.done?.();
+  expect(got.length).toBe(total);
+  for (let off = 0; off < total; off += MiB) expect(got.subarray(off, off + MiB).equals(chunk(off)), `MiB at ${off}`).toBe(true);
+}
+
 describe('write-behind', () => {
   it('a file written at its end never holds much more than writeBehindPages dirty, and reads back whole from the store', async () => {
     const { store, vfs } = setup(64 * MiB);
     try {
       const limit = vfs.writeBehindPages;
       expect(limit).toBe((64 * MiB / vfs.cache.pageSize) / 4); // a quarter of this cache, under the 32 MiB bound
-      const { inode, fh } = io.create(vfs, me, ROOT_INO, Buffer.from('f'), 0o644, 2);
       const pagesPerWrite = MiB / vfs.cache.pageSize;
       let most = 0;
       const total = 40 * MiB;
-      for (let off = 0; off < total; off += MiB) {
-        await io.write(vfs, me, fh, inode.ino, chunk(off), off, 'kernel');
-        most = Math.max(most, inode.mapping!.dirtyPages.size);
-      }
+      const { inode, fh } = await stream(vfs, total, () => { most = Math.max(most, vfs.cache.dirtyCount); });
       expect(most).toBeLessThan(limit + pagesPerWrite);
       expect(vfs.cache.stats.writebacks).toBeGreaterThanOrEqual(2);
       // What was written back is in the store: drop every clean page and read it all back.
       for (const p of [...inode.mapping!.pages.values()]) if (!p.dirty) vfs.cache.remove(p);
-      const r = await io.read(vfs, fh, inode.ino, total, 0);
-      const got = Buffer.concat(r.bufs);
-      r.done?.();
-      expect(got.length).toBe(total);
-      for (let off = 0; off < total; off += MiB) expect(got.subarray(off, off + MiB).equals(chunk(off)), `MiB at ${off}`).toBe(true);
+      await expectReadsBack(vfs, fh, inode.ino, total);
     } finally {
       store.close();
     }
@@ -81,6 +95,52 @@ describe('write-behind', () => {
       }
       expect(inode.mapping!.dirtyPages.size).toBe(limit + 1000);
       expect(vfs.cache.stats.writebacks).toBe(before);
+    } finally {
+      store.close();
+    }
+  }, 60_000);
+
+  it('drop-behind: the pages a write-behind wrote back leave the cache, all but the last, so a stream reuses its frames', async () => {
+    const { store, vfs } = setup(64 * MiB);
+    try {
+      const limit = vfs.writeBehindPages;
+      const pagesPerWrite = MiB / vfs.cache.pageSize;
+      const total = 40 * MiB;
+      let most = 0;
+      const { inode, fh } = await stream(vfs, total, () => { most = Math.max(most, vfs.cache.count); });
+      // Kept, the 40 MiB would be 10,240 pages in 20 slabs of this 64 MiB cache.
+      expect(most).toBeLessThan(limit + pagesPerWrite + 1);
+      const framesPerSlab = (2 << 20) / vfs.cache.pageSize;
+      expect(vfs.cache.frames.slabs).toBeLessThanOrEqual(Math.ceil((limit + pagesPerWrite + 1) / framesPerSlab));
+      expect(vfs.cache.stats.droppedBehind).toBeGreaterThan(0);
+      // The last page written back stays: it is where the stream goes on.
+      const lastWrittenBack = vfs.cache.stats.writebackPages - 1;
+      expect(inode.mapping!.get(lastWrittenBack)).toBeDefined();
+      // Frames reused by later pages hold the right bytes: everything reads back from the store.
+      vfs.writeback(inode);
+      await expectReadsBack(vfs, fh, inode.ino, total);
+    } finally {
+      store.close();
+    }
+  }, 60_000);
+
+  it('drop-behind keeps the pages while a fill holds the mapping\'s invalidate_lock, as eviction does', async () => {
+    const { store, vfs } = setup(64 * MiB);
+    try {
+      // The file's mapping exists once it is created, and the lock is taken before the first write.
+      const { inode, fh } = io.create(vfs, me, ROOT_INO, Buffer.from('f'), 0o644, 2);
+      const m = inode.mapping!;
+      const ctx = new OpCtx('test fill');
+      await m.invalidateLock.acquire(ctx, 'shared');
+      const total = 40 * MiB;
+      try {
+        for (let off = 0; off < total; off += MiB) await io.write(vfs, me, fh, inode.ino, chunk(off), off, 'kernel');
+      } finally {
+        m.invalidateLock.release(ctx, 'shared');
+      }
+      expect(vfs.cache.stats.writebacks).toBeGreaterThanOrEqual(2);
+      expect(vfs.cache.stats.droppedBehind).toBe(0);
+      expect(m.pages.size).toBe(total / vfs.cache.pageSize);
     } finally {
       store.close();
     }
