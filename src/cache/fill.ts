@@ -23,6 +23,8 @@ export interface BlockSource {
   lookup(ino: number, first: number, last: number): FillEntry[];
   /** Reads whole blocks by physical number; undefined for a block with no bytes. */
   read(pblocks: number[]): Promise<(Buffer | undefined)[]>;
+  /** Reads of at most `max` blocks the source answers at once, on this thread (fillNow). */
+  now?: { max: number; read(pblocks: number[]): (Buffer | undefined)[] };
 }
 
 /** Debugging aids for the negative control (pagefs mount --unsafe-no-invalidate-lock, --inject-delay). */
@@ -80,58 +82,102 @@ export async function fillLocked(ctx: OpCtx, mapping: Mapping, first: number, la
     await Promise.all(waits);
     return fillLocked(ctx, mapping, first, last, src);
   }
+  return uptodatePages(mapping, first, last) ?? fillLocked(ctx, mapping, first, last, src);
+}
+
+/**
+ * fillLocked in the same turn of the event loop, for a fill small enough for the
+ * source to read at once (a cold 4 KiB read): nothing can run between the block-map
+ * lookup and the insert, and no promise is made. Undefined, having changed nothing, when
+ * it cannot: another fill is reading some of the pages, the blocks are too many for the
+ * source's `now`, or a debugging aid wants the asynchronous path with its windows.
+ * Requires the invalidate_lock held, as fillLocked.
+ */
+export function fillNow(ctx: OpCtx, mapping: Mapping, first: number, last: number, src: BlockSource): Page[] | undefined {
+  if (fillDebug.noInvalidateLock || fillDebug.afterLookupMs > 0 || fillDebug.beforeInsertMs > 0 || !src.now) return undefined;
+  assertHeld(ctx, mapping.invalidateLock, 'shared');
+  const { bpp } = mapping.cache;
+  const missing = missingBlocks(mapping, first, last);
+  if (missing.length > src.now.max) return undefined;
+  for (const fb of missing) if (mapping.filling.has(Math.floor(fb / bpp))) return undefined;
+  if (missing.length > 0) {
+    const plan = planFill(mapping, missing, src);
+    insertFilled(mapping, missing, plan, plan.toRead.length > 0 ? src.now.read(plan.toRead) : []);
+  }
+  return uptodatePages(mapping, first, last);
+}
+
+/**
+ * Pages [first, last], touched, once all are in the cache. Eviction skips mappings with a
+ * fill in flight, so a page can only be gone when the invalidate_lock was switched off
+ * (the negative control): undefined, and the caller fills again.
+ */
+function uptodatePages(mapping: Mapping, first: number, last: number): Page[] | undefined {
+  const cache = mapping.cache;
   const pages: Page[] = [];
   for (let idx = first; idx <= last; idx++) {
     const p = mapping.get(idx);
-    // Eviction skips mappings with a fill in flight, so a page can only be gone here when
-    // the invalidate_lock was switched off (the negative control): fill it again.
-    if (!p) return fillLocked(ctx, mapping, first, last, src);
+    if (!p) return undefined;
     cache.touch(p);
     pages.push(p);
   }
   return pages;
 }
 
+/** What a fill reads: the physical blocks of the mapped, written ones among `missing`, and for which file blocks. */
+interface FillPlan {
+  toRead: number[];
+  readFor: number[];
+}
+
+function planFill(mapping: Mapping, missing: number[], src: BlockSource): FillPlan {
+  const entries = src.lookup(mapping.ino, missing[0], missing[missing.length - 1]);
+  const byBlock = new Map<number, FillEntry>();
+  for (const e of entries) byBlock.set(e[0], e);
+  const toRead: number[] = [];
+  const readFor: number[] = [];
+  for (const fb of missing) {
+    const e = byBlock.get(fb);
+    if (e && !(e[2] & BMAP_UNWRITTEN)) {
+      toRead.push(e[1]);
+      readFor.push(fb);
+    }
+  }
+  return { toRead, readFor };
+}
+
 /** Looks up, reads and inserts the given blocks (not uptodate, ascending). */
 async function fillBlocks(mapping: Mapping, missing: number[], src: BlockSource): Promise<void> {
+  const plan = planFill(mapping, missing, src);
+  if (fillDebug.afterLookupMs > 0) await sleep(fillDebug.afterLookupMs);
+  const datas = plan.toRead.length > 0 ? await src.read(plan.toRead) : [];
+  if (fillDebug.beforeInsertMs > 0) await sleep(fillDebug.beforeInsertMs);
+  insertFilled(mapping, missing, plan, datas);
+}
+
+/** Puts what a fill read into pages; blocks without bytes (holes, unwritten) read as zeros. Never overwrites an uptodate block. */
+function insertFilled(mapping: Mapping, missing: number[], plan: FillPlan, datas: (Buffer | undefined)[]): void {
   const cache = mapping.cache;
   const { bpp, blockSize } = cache;
-  {
-    const entries = src.lookup(mapping.ino, missing[0], missing[missing.length - 1]);
-    if (fillDebug.afterLookupMs > 0) await sleep(fillDebug.afterLookupMs);
-    const byBlock = new Map<number, FillEntry>();
-    for (const e of entries) byBlock.set(e[0], e);
-    const toRead: number[] = [];
-    const readFor: number[] = [];
-    for (const fb of missing) {
-      const e = byBlock.get(fb);
-      if (e && !(e[2] & BMAP_UNWRITTEN)) {
-        toRead.push(e[1]);
-        readFor.push(fb);
+  const got = new Map<number, Buffer | undefined>();
+  for (let i = 0; i < plan.readFor.length; i++) got.set(plan.readFor[i], datas[i]);
+  for (const fb of missing) {
+    const idx = Math.floor(fb / bpp);
+    const bit = 1 << (fb % bpp);
+    let page = mapping.get(idx);
+    const bytes = got.get(fb);
+    if (!page) {
+      if (bpp === 1 && (!bytes || bytes.length === blockSize)) {
+        cache.insert(mapping, idx, bytes).uptodate = 1;
+        continue;
       }
+      page = cache.insert(mapping, idx);
     }
-    const datas = toRead.length > 0 ? await src.read(toRead) : [];
-    if (fillDebug.beforeInsertMs > 0) await sleep(fillDebug.beforeInsertMs);
-    const got = new Map<number, Buffer | undefined>();
-    for (let i = 0; i < readFor.length; i++) got.set(readFor[i], datas[i]);
-    for (const fb of missing) {
-      const idx = Math.floor(fb / bpp);
-      const bit = 1 << (fb % bpp);
-      let page = mapping.get(idx);
-      const bytes = got.get(fb);
-      if (!page) {
-        if (bpp === 1 && (!bytes || bytes.length === blockSize)) {
-          cache.insert(mapping, idx, bytes).uptodate = 1;
-          continue;
-        }
-        page = cache.insert(mapping, idx);
-      }
-      if (page.uptodate & bit) continue;
-      const at = (fb % bpp) * blockSize;
-      if (bytes) bytes.copy(page.data, at, 0, blockSize);
-      else page.data.fill(0, at, at + blockSize);
-      page.uptodate |= bit;
-    }
+    if (page.uptodate & bit) continue;
+    const at = (fb % bpp) * blockSize;
+    if (bytes) bytes.copy(page.data, at, 0, blockSize);
+    else page.data.fill(0, at, at + blockSize);
+    page.uptodate |= bit;
   }
 }
 

@@ -115,7 +115,7 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
   const fuse = fuseBinding();
   const notify = new NotifyQueue(fuse, opts.log);
   const readers = new ReaderPool(opts.store, opts.readThreads, store.blocks, store.sb.blockSize, opts.log);
-  const vfs = new Vfs(store, { cacheBytes: opts.cacheBytes, invalidator: notify, readBlocks: (p) => readers.read(p), allocSlab: (n) => sys().slab(n) });
+  const vfs = new Vfs(store, { cacheBytes: opts.cacheBytes, invalidator: notify, readBlocks: (p) => readers.read(p), readBlocksNow: readers.now, allocSlab: (n) => sys().slab(n) });
   const orphans = vfs.recoverOrphans();
   if (orphans > 0) opts.log(`removed ${orphans} orphaned inode(s) left by an unclean shutdown`);
 

@@ -87,11 +87,19 @@ export class ReaderPool {
     return this.slots.length;
   }
 
+  /** Reads answered on the caller's connection at once (BlockSource.now): the small ones, or all when no thread is left. */
+  readonly now = ((pool: ReaderPool) => ({
+    get max(): number {
+      return pool.slots.length === 0 ? Infinity : pool.syncMaxBlocks;
+    },
+    read(pblocks: number[]): (Buffer | undefined)[] {
+      pool.stats.syncReads++;
+      return pblocks.map((p) => pool.blocks.readData(p));
+    },
+  }))(this);
+
   read(pblocks: number[]): Promise<(Buffer | undefined)[]> {
-    if (this.slots.length === 0 || pblocks.length <= this.syncMaxBlocks) {
-      this.stats.syncReads++;
-      return Promise.resolve(pblocks.map((p) => this.blocks.readData(p)));
-    }
+    if (pblocks.length <= this.now.max) return Promise.resolve(this.now.read(pblocks));
     let slot = this.slots[0];
     for (const s of this.slots) if (s.outstanding < slot.outstanding) slot = s;
     const id = this.nextId++;

@@ -15,6 +15,7 @@ import { ROOT_INO } from '../store/schema.js';
 import { PageCache } from '../cache/pagecache.js';
 import { writebackMapping } from '../cache/writeback.js';
 import type { BlockSource } from '../cache/fill.js';
+import { SYNC_MAX_BYTES } from '../store/readers.js';
 import { Inode, S_IFMT, S_IFREG } from './inode.js';
 import { fsErr } from '../util/errors.js';
 import { nowParts } from '../store/open.js';
@@ -52,6 +53,8 @@ export interface VfsOptions {
   invalidator?: Invalidator;
   /** Reads block bytes (a ReaderPool); by default synchronously on the store's connection. */
   readBlocks?: (pblocks: number[]) => Promise<(Buffer | undefined)[]>;
+  /** The reads it answers at once (the pool's `now`); by default those of at most SYNC_MAX_BYTES, as the pool's. */
+  readBlocksNow?: BlockSource['now'];
   /** Memory for the page cache's frames (the daemon's: huge-page slabs from the addon); by default Buffers. */
   allocSlab?: SlabAllocator;
 }
@@ -91,6 +94,7 @@ export class Vfs {
     this.src = {
       lookup: (ino, first, last) => blocks.fillMap(ino, first, last),
       read: opts.readBlocks ?? (async (pblocks) => pblocks.map((p) => blocks.readData(p))),
+      now: opts.readBlocksNow ?? { max: Math.floor(SYNC_MAX_BYTES / this.blockSize), read: (pblocks) => pblocks.map((p) => blocks.readData(p)) },
     };
   }
 
