@@ -91,15 +91,15 @@ function partialBlocks(off: number, end: number, bs: number, fb0: number, fb1: n
 /** Blocks in [fb0, fb1] that will need a new block at writeback and hold no reservation yet. */
 export function reservationsNeeded(mapping: Mapping, fb0: number, fb1: number, blocks: BlockTable): number[] {
   const { bpp } = mapping.cache;
-  const entries = blocks.mapRange(mapping.ino, fb0, fb1);
+  const owned = blocks.ownedBlocks(mapping.ino, fb0, fb1);
   let e = 0;
   const out: number[] = [];
   for (let fb = fb0; fb <= fb1; fb++) {
-    while (e < entries.length && entries[e].fblock < fb) e++;
-    const entry = e < entries.length && entries[e].fblock === fb ? entries[e] : undefined;
+    while (e < owned.length && owned[e] < fb) e++;
+    if (e < owned.length && owned[e] === fb) continue;
     const page = mapping.get(Math.floor(fb / bpp));
     if (page && page.reserved & (1 << (fb % bpp))) continue;
-    if (blocks.needsAllocation(entry)) out.push(fb);
+    out.push(fb);
   }
   return out;
 }

@@ -44,6 +44,7 @@ export class BlockTable {
 
   private readonly mapRangeStmt;
   private readonly mapOneStmt;
+  private readonly ownedStmt;
   private readonly fillMapStmt;
   private readonly upsertMapStmt;
   private readonly deleteMapRangeStmt;
@@ -74,6 +75,10 @@ export class BlockTable {
     this.freeListed = db.prepare('SELECT count(*) FROM free_blocks').pluck().get() as number;
     this.mapRangeStmt = db.prepare(`SELECT b.fblock, b.pblock, b.flags, r.refcount FROM bmap b JOIN refs r ON r.pblock = b.pblock
       WHERE b.ino = ? AND b.fblock >= ? AND b.fblock <= ? ORDER BY b.fblock`);
+    // Asked by every write (its reservations): plucked numbers, no row objects, which were
+    // half the cost of the lookup in a 4 KiB random write profile.
+    this.ownedStmt = db.prepare(`SELECT b.fblock FROM bmap b JOIN refs r ON r.pblock = b.pblock
+      WHERE b.ino = ? AND b.fblock >= ? AND b.fblock <= ? AND r.refcount = 1 ORDER BY b.fblock`).pluck();
     this.mapOneStmt = db.prepare(`SELECT b.fblock, b.pblock, b.flags, r.refcount FROM bmap b JOIN refs r ON r.pblock = b.pblock
       WHERE b.ino = ? AND b.fblock = ?`);
     // No join with refs and raw rows: a fill needs no refcount, and the rows are per block
@@ -296,8 +301,11 @@ export class BlockTable {
     }
   }
 
-  /** Whether writing `fblock` of `ino` will need a new block (unmapped or shared). */
-  needsAllocation(entry: MapEntry | undefined): boolean {
-    return entry === undefined || entry.refcount > 1;
+  /**
+   * The file blocks of `ino` in [first, last] mapped to a block of their own (refcount 1),
+   * ascending: those a write overwrites in place; any other needs a new block.
+   */
+  ownedBlocks(ino: number, first: number, last: number): number[] {
+    return this.ownedStmt.all(ino, first, last) as number[];
   }
 }

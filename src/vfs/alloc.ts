@@ -81,7 +81,7 @@ async function clearRangeLocked(vfs: Vfs, ctx: OpCtx, inode: Inode, start: numbe
   const fbFirst = Math.ceil(start / bs);
   const fbEnd = Math.floor(end / bs);
   const whole = Math.max(0, fbEnd - fbFirst);
-  if (zero && whole > vfs.store.blocks.free + countMapped(vfs, inode, fbFirst, fbEnd)) throw fsErr('ENOSPC');
+  if (zero && whole > vfs.store.blocks.free + countOwned(vfs, inode, fbFirst, fbEnd)) throw fsErr('ENOSPC');
   for (const at of [start, end]) {
     if (at % bs !== 0 && at < inode.rec.size + bs) {
       const idx = Math.floor(at / ps);
@@ -109,8 +109,8 @@ function dirtyBlock(vfs: Vfs, inode: Inode, fb: number): boolean {
   return !!p && (p.dirty & (1 << (fb % vfs.cache.bpp))) !== 0;
 }
 
-function countMapped(vfs: Vfs, inode: Inode, fbFirst: number, fbEnd: number): number {
-  return fbEnd > fbFirst ? vfs.store.blocks.mapRange(inode.ino, fbFirst, fbEnd - 1).filter((e) => e.refcount === 1).length : 0;
+function countOwned(vfs: Vfs, inode: Inode, fbFirst: number, fbEnd: number): number {
+  return fbEnd > fbFirst ? vfs.store.blocks.ownedBlocks(inode.ino, fbFirst, fbEnd - 1).length : 0;
 }
 
 /**
