@@ -24,7 +24,7 @@ export interface BlockSource {
   /** Reads whole blocks by physical number; undefined for a block with no bytes. */
   read(pblocks: number[]): Promise<(Buffer | undefined)[]>;
   /** Reads of at most `max` blocks the source answers at once, on this thread (fillNow). */
-  now?: { max: number; read(pblocks: number[]): (Buffer | undefined)[] };
+  now?: { max(): number; read(pblocks: number[]): (Buffer | undefined)[] };
 }
 
 /** Debugging aids for the negative control (pagefs mount --unsafe-no-invalidate-lock, --inject-delay). */
@@ -98,7 +98,7 @@ export function fillNow(ctx: OpCtx, mapping: Mapping, first: number, last: numbe
   assertHeld(ctx, mapping.invalidateLock, 'shared');
   const { bpp } = mapping.cache;
   const missing = missingBlocks(mapping, first, last);
-  if (missing.length > src.now.max) return undefined;
+  if (missing.length > src.now.max()) return undefined;
   for (const fb of missing) if (mapping.filling.has(Math.floor(fb / bpp))) return undefined;
   if (missing.length > 0) {
     const plan = planFill(mapping, missing, src);

@@ -88,18 +88,16 @@ export class ReaderPool {
   }
 
   /** Reads answered on the caller's connection at once (BlockSource.now): the small ones, or all when no thread is left. */
-  readonly now = ((pool: ReaderPool) => ({
-    get max(): number {
-      return pool.slots.length === 0 ? Infinity : pool.syncMaxBlocks;
+  readonly now = {
+    max: (): number => (this.slots.length === 0 ? Infinity : this.syncMaxBlocks),
+    read: (pblocks: number[]): (Buffer | undefined)[] => {
+      this.stats.syncReads++;
+      return pblocks.map((p) => this.blocks.readData(p));
     },
-    read(pblocks: number[]): (Buffer | undefined)[] {
-      pool.stats.syncReads++;
-      return pblocks.map((p) => pool.blocks.readData(p));
-    },
-  }))(this);
+  };
 
   read(pblocks: number[]): Promise<(Buffer | undefined)[]> {
-    if (pblocks.length <= this.now.max) return Promise.resolve(this.now.read(pblocks));
+    if (pblocks.length <= this.now.max()) return Promise.resolve(this.now.read(pblocks));
     let slot = this.slots[0];
     for (const s of this.slots) if (s.outstanding < slot.outstanding) slot = s;
     const id = this.nextId++;

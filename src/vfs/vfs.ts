@@ -94,7 +94,7 @@ export class Vfs {
     this.src = {
       lookup: (ino, first, last) => blocks.fillMap(ino, first, last),
       read: opts.readBlocks ?? (async (pblocks) => pblocks.map((p) => blocks.readData(p))),
-      now: opts.readBlocksNow ?? { max: Math.floor(SYNC_MAX_BYTES / this.blockSize), read: (pblocks) => pblocks.map((p) => blocks.readData(p)) },
+      now: opts.readBlocksNow ?? { max: () => Math.floor(SYNC_MAX_BYTES / this.blockSize), read: (pblocks) => pblocks.map((p) => blocks.readData(p)) },
     };
   }
 
