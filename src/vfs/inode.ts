@@ -24,6 +24,8 @@ export class Inode {
   opens = 0;
   /** Times or size changed in memory and not yet in the store (written at writeback). */
   metaDirty = false;
+  /** Where the last write to the file ended: a write starting there continues a stream. */
+  writeEnd = -1;
   constructor(public rec: InodeRecord, readonly mapping: Mapping | null) {}
 
   get ino(): number {

@@ -149,22 +149,26 @@ export async function write(vfs: Vfs, caller: Caller, fh: number, ino: number, d
   if (data.length === 0) return 0;
   const ctx = new OpCtx('write');
   await m.iRwsem.acquire(ctx, 'exclusive');
-  let appended = false;
+  let streaming = false;
   try {
-    appended = off >= inode.rec.size;
+    streaming = off >= inode.rec.size || off === inode.writeEnd;
     await writeLocked(ctx, m, off, data, vfs.src, vfs.store.blocks, { grow: (end) => { if (end > inode.rec.size) inode.rec.size = end; } });
+    inode.writeEnd = off + data.length;
     inode.stamp('mc');
     killPriv(inode, caller, kill);
   } finally {
     m.iRwsem.release(ctx, 'exclusive');
   }
-  // Write-behind for a file written at its end (a stream): left to the cache cap, the
-  // whole file would be written back at once, one transaction whose WAL grows as large as
-  // the file, in memory touched for the first time. Pages written past EOF are seldom
-  // written again, so writing them back early costs no second write (it would for random
-  // overwrites, which wait for the cap or fsync). The pages written back then leave the
-  // cache (drop-behind, PageCache.dropBehind).
-  if (appended && m.dirtyPages.size >= vfs.writeBehindPages) vfs.writeBehind(inode);
+  // Write-behind for a stream: a file written at its end, or where the previous write
+  // ended (a sequential overwrite, as of space fio or a database preallocated). Left to
+  // the cache cap, the whole file would be written back at once, one transaction whose WAL
+  // grows as large as the file, in memory touched for the first time (a 1 GiB sequential
+  // overwrite of a preallocated file: 110 MiB/s and 1.3 GiB of RSS with a 1536M cache,
+  // against 171 and 166 MiB appended). A stream seldom writes its pages again, so writing
+  // them back early costs no second write (it would for random overwrites, which wait for
+  // the cap or fsync). The pages written back then leave the cache (drop-behind,
+  // PageCache.dropBehind).
+  if (streaming && m.dirtyPages.size >= vfs.writeBehindPages) vfs.writeBehind(inode);
   vfs.balance();
   // An O_DIRECT write went around the kernel's page cache, and for an async one that does
   // not grow the file the kernel drops no page (EXPLICIT_INVAL_DATA leaves that to us):

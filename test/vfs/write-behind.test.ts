@@ -1,6 +1,6 @@
 /**
- * Write-behind: a file written at its end starts its writeback once it holds
- * Vfs.writeBehindPages dirty pages, so a long stream is written back in bounded
+ * Write-behind: a file written at its end, or where its last write ended (a sequential
+ * overwrite), starts its writeback once it holds Vfs.writeBehindPages dirty pages, so a long stream is written back in bounded
  * transactions instead of one as large as the file at fsync. Random overwrites inside the
  * file do not start it (a page written again would be written back again): they wait for
  * the cache cap or fsync. The pages a write-behind wrote back leave the cache
@@ -15,6 +15,7 @@ import { createStoreFile } from '../../src/store/open.js';
 import { Store } from '../../src/store/store.js';
 import { Vfs, type Caller } from '../../src/vfs/vfs.js';
 import * as io from '../../src/vfs/io.js';
+import { fallocate } from '../../src/vfs/alloc.js';
 import { ROOT_INO } from '../../src/store/schema.js';
 import { OpCtx } from '../../src/cache/lockcheck.js';
 
@@ -71,6 +72,31 @@ describe('write-behind', () => {
       expect(most).toBeLessThan(limit + pagesPerWrite);
       expect(vfs.cache.stats.writebacks).toBeGreaterThanOrEqual(2);
       // What was written back is in the store: drop every clean page and read it all back.
+      for (const p of [...inode.mapping!.pages.values()]) if (!p.dirty) vfs.cache.remove(p);
+      await expectReadsBack(vfs, fh, inode.ino, total);
+    } finally {
+      store.close();
+    }
+  }, 60_000);
+
+  it('a sequential overwrite of preallocated space (fio\'s default) starts it too, and reads back whole', async () => {
+    const { store, vfs } = setup(64 * MiB);
+    try {
+      const limit = vfs.writeBehindPages;
+      const pagesPerWrite = MiB / vfs.cache.pageSize;
+      const total = 40 * MiB;
+      const { inode, fh } = io.create(vfs, me, ROOT_INO, Buffer.from('f'), 0o644, 2);
+      await fallocate(vfs, me, fh, inode.ino, 0, 0, total);
+      expect(inode.rec.size).toBe(total);
+      let most = 0;
+      for (let off = 0; off < total; off += MiB) {
+        await io.write(vfs, me, fh, inode.ino, chunk(off), off, 'kernel');
+        most = Math.max(most, vfs.cache.dirtyCount);
+      }
+      // Left to the cap, all 10,240 pages of this 64 MiB cache would stay dirty.
+      expect(most).toBeLessThan(limit + pagesPerWrite);
+      expect(vfs.cache.stats.droppedBehind).toBeGreaterThan(0);
+      vfs.writeback(inode);
       for (const p of [...inode.mapping!.pages.values()]) if (!p.dirty) vfs.cache.remove(p);
       await expectReadsBack(vfs, fh, inode.ino, total);
     } finally {
