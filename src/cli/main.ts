@@ -64,7 +64,7 @@ program.command('mount')
   .description('Mount a store. Runs the daemon in the background and returns once the mount answers.')
   .argument('<store>', 'the store file (made by pagefs mkfs)')
   .argument('<mountpoint>', 'an existing, empty directory')
-  .option('-f, --foreground', 'stay in the foreground; the daemon logs to stderr; Ctrl-C unmounts')
+  .option('-f, --foreground', 'stay in the foreground; the daemon logs to stderr; Ctrl-C unmounts (the detached daemon runs as node --initial-old-space-size=256; give node that flag for the same heap: docs/DESIGN.md, "Heap")')
   .option('-o, --options <opts>', 'comma-separated mount options: FUSE ones (allow_other, ro, noatime, ...) and pagefs\'s own ' +
     '(cache_size=SIZE, debug_locks); repeatable', (v: string, prev: string[]) => [...prev, v], [] as string[])
   .option('--cache-size <size>', 'page cache cap (clean and dirty pages together)', '256M')

@@ -124,6 +124,20 @@ export async function mountCommand(storeArg: string, mpArg: string, opts: MountO
   }
 }
 
+/**
+ * Node flags of the daemon (the detached one; the tests' too). V8's old generation starts
+ * a few MiB large and grows only as far as what lives in it, so a cold read filling the
+ * page cache (its page objects pile up there) and a stream of writes (request objects
+ * promoted and dead) ran a full mark-compact every 100-130 ms: 27 in 5 s of cold 4 KiB
+ * random reads (265 ms of the main thread, besides concurrent marking on the core fio
+ * needs), 53 in a 1 GiB sequential write. Starting it at 256 MiB: 4 and 10. The cost is
+ * memory: the receive buffers that WRITE payloads hand to JavaScript (native-shim rbuf.c)
+ * come back when their Buffers are collected, so more of them are in use at once (peak
+ * RSS during the 1 GiB write +60 MiB). Figures, alternating runs, medians:
+ * docs/DESIGN.md ("Heap").
+ */
+export const DAEMON_NODE_FLAGS = ['--initial-old-space-size=256'];
+
 async function background(store: string, mountpoint: string, opts: MountOpts): Promise<void> {
   const logPath = opts.log ? path.resolve(opts.log) : `${store}.log`;
   let logFd: number | 'ignore' = 'ignore';
@@ -132,7 +146,7 @@ async function background(store: string, mountpoint: string, opts: MountOpts): P
   } catch {
     // An unwritable log place must not stop the mount.
   }
-  const args = [PAGEFS_BIN, 'mount', store, mountpoint, '--foreground', '--ready-fd', '3', '--cache-size', opts.cacheSize, '--read-threads', opts.readThreads];
+  const args = [...DAEMON_NODE_FLAGS, PAGEFS_BIN, 'mount', store, mountpoint, '--foreground', '--ready-fd', '3', '--cache-size', opts.cacheSize, '--read-threads', opts.readThreads];
   for (const o of opts.options) args.push('-o', o);
   if (opts.debugLocks) args.push('--debug-locks');
   if (opts.unsafeNoInvalidateLock) args.push('--unsafe-no-invalidate-lock');

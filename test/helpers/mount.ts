@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DAEMON_NODE_FLAGS } from '../../src/cli/mount.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BIN = path.join(ROOT, 'bin', 'pagefs.js');
@@ -91,7 +92,7 @@ export async function mountFresh(opts: MountOptions = {}): Promise<Mounted> {
   let exited: Promise<number | null>;
 
   const start = async () => {
-    proc = spawn(process.execPath, [BIN, 'mount', store, mp, '--foreground', '--debug-locks', '--ready-fd', '3', ...(opts.mountArgs ?? [])],
+    proc = spawn(process.execPath, [...DAEMON_NODE_FLAGS, BIN, 'mount', store, mp, '--foreground', '--debug-locks', '--ready-fd', '3', ...(opts.mountArgs ?? [])],
       { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
     proc.stdout!.on('data', (d) => { logText += d.toString(); });
     proc.stderr!.on('data', (d) => { logText += d.toString(); });
