@@ -1,4 +1,4 @@
-/** The block-reader threads: a thread that dies must not take the reads it held with it. */
+/** The block-reader threads: what they read is what the caller's connection reads, and a thread that dies must not take the reads it held with it. */
 import { describe, it, expect, afterEach } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -12,6 +12,37 @@ let dir = '';
 afterEach(() => { if (dir) fs.rmSync(dir, { recursive: true, force: true }); dir = ''; });
 
 describe('ReaderPool', () => {
+  it('reads runs, single blocks, repeats and blocks with no row as the caller\'s connection does', async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagefs-readers-'));
+    const file = path.join(dir, 'store.db');
+    createStoreFile(file, BS, 64 << 20);
+    const store = Store.open(file, { readonly: false, cmd: 'test' });
+    // Every block's bytes name it; blocks 20..29 and 50 have no row.
+    const block = (p: number) => { const b = Buffer.alloc(BS); for (let i = 0; i < BS; i += 4) b.writeUInt32LE(p * 100_000 + i, i); return b; };
+    store.txn(() => { for (let p = 1; p <= 100; p++) if ((p < 20 || p > 29) && p !== 50) store.blocks.writeData(p, block(p)); });
+    const pool = new ReaderPool(file, 2, store.blocks, BS);
+    try {
+      const asks = [
+        Array.from({ length: 64 }, (_, i) => i + 1), // one run through a gap
+        [90, 3, 45, 46, 47, 50, 7, 7, 99, 98, 21, 1, 2, 100], // singles, short runs, a repeat, no rows
+        Array.from({ length: 30 }, (_, i) => 100 - i * 3),
+      ];
+      const got = await Promise.all(asks.map((a) => pool.read(a)));
+      expect(pool.stats.reads).toBe(asks.length); // all went to the threads
+      for (let k = 0; k < asks.length; k++) {
+        expect(got[k].length).toBe(asks[k].length);
+        asks[k].forEach((p, i) => {
+          const want = store.blocks.readData(p);
+          if (want === undefined) expect(got[k][i], `block ${p}`).toBeUndefined();
+          else expect(got[k][i]!.equals(want), `block ${p}`).toBe(true);
+        });
+      }
+    } finally {
+      await pool.close();
+      store.db.close();
+    }
+  }, 30_000);
+
   it('sends again the reads of threads that die (here: they cannot open the store), and names why', async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagefs-readers-'));
     const file = path.join(dir, 'store.db');
