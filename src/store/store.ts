@@ -57,6 +57,8 @@ export class Store {
   private readonly endReadStmt;
   /** The read transaction between write transactions is open. */
   private reading = false;
+  /** Write transactions committed since the store was opened (each is one WAL commit when it changed anything). */
+  commits = 0;
 
   constructor(readonly db: DB, readonly sb: Superblock, readonly path: string) {
     this.inodes = new InodeTable(db);
@@ -125,6 +127,7 @@ export class Store {
       // Only a commit that wrote something shows the fault is over (a read-only one would commit on a read-only file too).
       if (this.health.faulty && this.totalChangesStmt.get() !== before) this.health.ok();
       this.unsynced = true;
+      this.commits++;
       return r;
     } catch (e) {
       this.blocks.restore(saved);

@@ -41,24 +41,27 @@ export async function fallocate(vfs: Vfs, caller: Caller, fh: number, ino: numbe
   if (off + len > vfs.maxFileSize) throw fsErr('EFBIG');
   const keepSize = (mode & FALLOC_FL_KEEP_SIZE) !== 0;
   const ctx = new OpCtx(punch ? 'fallocate(punch)' : zero ? 'fallocate(zero)' : 'fallocate');
+  // The inode's new size and times go into the transaction that changes the blocks: one
+  // commit per fallocate, not two (a punch was two commits, the second only for the
+  // inode row), and no crash between them leaves the blocks changed and the times not.
+  const finish = () => {
+    if (!keepSize && off + len > inode.rec.size) inode.rec.size = off + len;
+    inode.stamp(punch || zero ? 'mc' : 'c');
+    killPriv(inode, caller, guessVerdict(vfs.killprivV2, caller));
+    vfs.persist(inode);
+  };
   await m.iRwsem.acquire(ctx, 'exclusive');
   try {
     if (punch || zero) {
       await m.invalidateLock.acquire(ctx, 'exclusive');
       try {
-        await clearRangeLocked(vfs, ctx, inode, off, off + len, zero);
+        await clearRangeLocked(vfs, ctx, inode, off, off + len, zero, finish);
       } finally {
         m.invalidateLock.release(ctx, 'exclusive');
       }
     } else {
-      preallocate(vfs, inode, off, off + len);
+      preallocate(vfs, inode, off, off + len, finish);
     }
-    vfs.store.txn(() => {
-      if (!keepSize && off + len > inode.rec.size) inode.rec.size = off + len;
-      inode.stamp(punch || zero ? 'mc' : 'c');
-      killPriv(inode, caller, guessVerdict(vfs.killprivV2, caller));
-      vfs.persist(inode);
-    });
   } finally {
     m.iRwsem.release(ctx, 'exclusive');
   }
@@ -66,9 +69,10 @@ export async function fallocate(vfs: Vfs, caller: Caller, fh: number, ino: numbe
 
 /**
  * Punch (zero = false) or zero [start, end): partial blocks are zeroed in the cache,
- * whole blocks are unmapped (and for zero, mapped again as UNWRITTEN blocks).
+ * whole blocks are unmapped (and for zero, mapped again as UNWRITTEN blocks), and
+ * `finish` runs in the same transaction.
  */
-async function clearRangeLocked(vfs: Vfs, ctx: OpCtx, inode: Inode, start: number, end: number, zero: boolean): Promise<void> {
+async function clearRangeLocked(vfs: Vfs, ctx: OpCtx, inode: Inode, start: number, end: number, zero: boolean, finish: () => void): Promise<void> {
   const m = inode.mapping!;
   const bs = vfs.blockSize;
   const ps = vfs.cache.pageSize;
@@ -76,7 +80,10 @@ async function clearRangeLocked(vfs: Vfs, ctx: OpCtx, inode: Inode, start: numbe
     // As ext4_punch_hole: a punch past EOF ends at EOF rounded up to a page, so the
     // block holding EOF goes whole; preallocated blocks further out stay.
     end = Math.ceil(inode.rec.size / 4096) * 4096;
-    if (end <= start) return;
+    if (end <= start) {
+      vfs.store.txn(finish);
+      return;
+    }
   }
   const fbFirst = Math.ceil(start / bs);
   const fbEnd = Math.floor(end / bs);
@@ -96,11 +103,13 @@ async function clearRangeLocked(vfs: Vfs, ctx: OpCtx, inode: Inode, start: numbe
   if (edges.length > vfs.store.blocks.free) throw fsErr('ENOSPC');
   vfs.store.txn(() => {
     for (const fb of edges) vfs.store.blocks.setMap(inode.ino, fb, vfs.store.blocks.allocate(false), BMAP_UNWRITTEN);
-    if (whole === 0) return;
-    vfs.store.blocks.unmapRange(inode.ino, fbFirst, fbEnd - 1);
-    if (zero) {
-      for (let fb = fbFirst; fb < fbEnd; fb++) vfs.store.blocks.setMap(inode.ino, fb, vfs.store.blocks.allocate(false), BMAP_UNWRITTEN);
+    if (whole > 0) {
+      vfs.store.blocks.unmapRange(inode.ino, fbFirst, fbEnd - 1);
+      if (zero) {
+        for (let fb = fbFirst; fb < fbEnd; fb++) vfs.store.blocks.setMap(inode.ino, fb, vfs.store.blocks.allocate(false), BMAP_UNWRITTEN);
+      }
     }
+    finish();
   });
 }
 
@@ -114,11 +123,12 @@ function countOwned(vfs: Vfs, inode: Inode, fbFirst: number, fbEnd: number): num
 }
 
 /**
- * Maps every unmapped block touching [start, end) as UNWRITTEN, all or nothing. A dirty
- * block that holds a reservation gets its block now, from that reservation, so that it
- * is counted once (st_blocks, statfs) and written in place at writeback.
+ * Maps every unmapped block touching [start, end) as UNWRITTEN, all or nothing, and runs
+ * `finish` in the same transaction. A dirty block that holds a reservation gets its
+ * block now, from that reservation, so that it is counted once (st_blocks, statfs) and
+ * written in place at writeback.
  */
-function preallocate(vfs: Vfs, inode: Inode, start: number, end: number): void {
+function preallocate(vfs: Vfs, inode: Inode, start: number, end: number, finish: () => void): void {
   const bs = vfs.blockSize;
   const { bpp } = vfs.cache;
   const fb0 = Math.floor(start / bs);
@@ -149,6 +159,7 @@ function preallocate(vfs: Vfs, inode: Inode, start: number, end: number): void {
       blocks.setMap(inode.ino, fb, blocks.allocate(fromReservation), BMAP_UNWRITTEN);
       if (fromReservation) consumed.push(fb);
     }
+    finish();
   });
   for (const fb of consumed) reservedPage(fb)!.reserved &= ~(1 << (fb % bpp));
 }

@@ -1,0 +1,57 @@
+/**
+ * fallocate commits once: the blocks it changes and the inode's new size and times go to
+ * the store in one transaction (a punch was two commits, the second for the inode row
+ * alone). Below the mount: the VFS with a real store; test/mount/fallocate.test.ts has
+ * the modes' behaviour through the mount.
+ */
+import { describe, it, expect, afterEach } from 'vitest';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createStoreFile } from '../../src/store/open.js';
+import { Store } from '../../src/store/store.js';
+import { Vfs, type Caller } from '../../src/vfs/vfs.js';
+import * as io from '../../src/vfs/io.js';
+import { fallocate, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE } from '../../src/vfs/alloc.js';
+import { ROOT_INO } from '../../src/store/schema.js';
+
+const BS = 4096;
+const me: Caller = { uid: 0, gid: 0, pid: process.pid, umask: 0o022 };
+let dir = '';
+afterEach(() => { if (dir) fs.rmSync(dir, { recursive: true, force: true }); dir = ''; });
+
+describe('fallocate', () => {
+  it('commits once per call, blocks and inode row together, in every mode', async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagefs-falloc-'));
+    const file = path.join(dir, 'store.db');
+    createStoreFile(file, BS, 64 << 20);
+    const store = Store.open(file, { readonly: false, cmd: 'test' });
+    try {
+      const vfs = new Vfs(store, { cacheBytes: 16 << 20 });
+      const { inode, fh } = io.create(vfs, me, ROOT_INO, Buffer.from('f'), 0o644, 2);
+      await io.write(vfs, me, fh, inode.ino, Buffer.alloc(16 * BS, 0x61), 0, 'kernel');
+      vfs.writeback(inode);
+      const cases: [string, number, number, number][] = [
+        ['punch of a whole block', FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 2 * BS, BS],
+        ['punch with partial edges', FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 5 * BS + 100, 2 * BS],
+        ['punch past EOF, nothing to do', FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 64 * BS, BS],
+        ['zero range', FALLOC_FL_ZERO_RANGE, 8 * BS, 2 * BS],
+        ['preallocation growing the file', 0, 16 * BS, 4 * BS],
+      ];
+      for (const [what, mode, off, len] of cases) {
+        const before = store.commits;
+        const mtime = [inode.rec.mtimeS, inode.rec.mtimeNs];
+        await new Promise((r) => setTimeout(r, 2));
+        await fallocate(vfs, me, fh, inode.ino, mode, off, len);
+        expect(store.commits - before, what).toBe(1);
+        // What that one commit wrote: the inode row as it is in memory.
+        expect(store.inodes.get(inode.ino), what).toEqual(inode.rec);
+        if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) expect([inode.rec.mtimeS, inode.rec.mtimeNs], what).not.toEqual(mtime);
+      }
+      expect(inode.rec.size).toBe(20 * BS);
+      expect(store.blocks.mapOne(inode.ino, 2)).toBeUndefined();
+    } finally {
+      store.close();
+    }
+  });
+});
