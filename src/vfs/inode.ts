@@ -24,8 +24,9 @@ export class Inode {
   opens = 0;
   /** Times or size changed in memory and not yet in the store (written at writeback). */
   metaDirty = false;
-  /** Where the last write to the file ended: a write starting there continues a stream. */
+  /** Where the last write to the file ended, and where the run of writes each starting where the one before ended began (write-behind's stream). */
   writeEnd = -1;
+  runStart = 0;
   constructor(public rec: InodeRecord, readonly mapping: Mapping | null) {}
 
   get ino(): number {

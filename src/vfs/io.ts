@@ -151,16 +151,20 @@ export async function write(vfs: Vfs, caller: Caller, fh: number, ino: number, d
   await m.iRwsem.acquire(ctx, 'exclusive');
   let streaming = false;
   try {
-    streaming = off >= inode.rec.size || off === inode.writeEnd;
+    const appended = off >= inode.rec.size;
     await writeLocked(ctx, m, off, data, vfs.src, vfs.store.blocks, { grow: (end) => { if (end > inode.rec.size) inode.rec.size = end; } });
+    if (off !== inode.writeEnd) inode.runStart = off;
     inode.writeEnd = off + data.length;
+    streaming = appended || inode.writeEnd - inode.runStart >= vfs.writeBehindPages * vfs.cache.pageSize;
     inode.stamp('mc');
     killPriv(inode, caller, kill);
   } finally {
     m.iRwsem.release(ctx, 'exclusive');
   }
-  // Write-behind for a stream: a file written at its end, or where the previous write
-  // ended (a sequential overwrite, as of space fio or a database preallocated). Left to
+  // Write-behind for a stream: a file written at its end, or a sequential overwrite (as
+  // of space fio or a database preallocated): a run of writes each starting where the one
+  // before ended, as long as the write-behind itself (two random writes that happen to
+  // touch must not write back every dirty page of the file). Left to
   // the cache cap, the whole file would be written back at once, one transaction whose WAL
   // grows as large as the file, in memory touched for the first time (a 1 GiB sequential
   // overwrite of a preallocated file: 110 MiB/s and 1.3 GiB of RSS with a 1536M cache,

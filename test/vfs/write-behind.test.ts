@@ -115,11 +115,19 @@ describe('write-behind', () => {
       const before = vfs.cache.stats.writebacks;
       const pages = size / vfs.cache.pageSize;
       const block = Buffer.alloc(BS, 0x5a);
+      let written = 0;
       for (let i = 0; i < limit + 1000; i++) {
         const page = (i * 7919) % pages; // distinct pages, in no order
         await io.write(vfs, me, fh, inode.ino, block, page * vfs.cache.pageSize, 'kernel');
+        written++;
+        // Now and then the next write starts where this one ended, as random offsets do by chance.
+        if (i % 100 === 99 && page + 1 < pages && (((i + 1) * 7919) % pages) !== page + 1) {
+          await io.write(vfs, me, fh, inode.ino, block, (page + 1) * vfs.cache.pageSize, 'kernel');
+          written++;
+        }
       }
-      expect(inode.mapping!.dirtyPages.size).toBe(limit + 1000);
+      expect(inode.mapping!.dirtyPages.size).toBeGreaterThan(limit + 1000);
+      expect(inode.mapping!.dirtyPages.size).toBeLessThanOrEqual(written);
       expect(vfs.cache.stats.writebacks).toBe(before);
     } finally {
       store.close();
