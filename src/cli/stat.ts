@@ -73,6 +73,7 @@ export async function statCommand(target: string, opts: { json?: boolean }): Pro
       const lookups = c.hits + c.misses;
       lines.push(
         ['reserved', `${live.blocks.reserved} blocks (dirty pages waiting for writeback)`],
+        ['commits', `${live.commits ?? 0} store transactions committed since the mount`],
         ['cache', `${c.pages} of ${c.capacityPages} pages of ${c.pageSize} bytes, ${c.dirtyPages} dirty`],
         ['hits', `${c.hits} hits, ${c.misses} misses (${lookups ? ((100 * c.hits) / lookups).toFixed(1) : '0.0'}% hit rate), ${c.readaheadPages} readahead pages`],
         ['evictions', `${c.evictions} evictions, ${c.droppedBehind ?? 0} pages dropped behind streaming writes, ${c.invalidations} invalidations`],

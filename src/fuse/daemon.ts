@@ -134,6 +134,7 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
     },
     readers: { threads: readers.threads, ...readers.stats },
     blocks: { used: store.blocks.used, reserved: store.blocks.reserved, capacity: store.blocks.capacity },
+    commits: store.commits,
     inodesInMemory: vfs.icache.size,
     openHandles: vfs.handles.size,
     lockChecker: { enabled: lockChecker.enabled, violations: lockChecker.violations },
