@@ -164,13 +164,13 @@ export async function write(vfs: Vfs, caller: Caller, fh: number, ino: number, d
   // Write-behind for a stream: a file written at its end, or a sequential overwrite (as
   // of space fio or a database preallocated): a run of writes each starting where the one
   // before ended, as long as the write-behind itself (two random writes that happen to
-  // touch must not write back every dirty page of the file). Left to
-  // the cache cap, the whole file would be written back at once, one transaction whose WAL
-  // grows as large as the file, in memory touched for the first time (a 1 GiB sequential
-  // overwrite of a preallocated file: 110 MiB/s and 1.3 GiB of RSS with a 1536M cache,
-  // against 171 and 166 MiB appended). A stream seldom writes its pages again, so writing
-  // them back early costs no second write (it would for random overwrites, which wait for
-  // the cap or fsync). The pages written back then leave the cache (drop-behind,
+  // touch must not write back every dirty page of the file). Left to the cache cap, the
+  // whole file would be written back at once, one transaction whose WAL grows as large as
+  // the file, in memory touched for the first time (a 1 GiB sequential overwrite of a
+  // preallocated file: 110 MiB/s and 1.3 GiB of RSS with a 1536M cache, against 171 MiB/s
+  // and 166 MiB appended). A stream seldom writes its pages again, so writing them back
+  // early costs no second write (it would for random overwrites, which wait for the cap
+  // or fsync). The pages written back then leave the cache (drop-behind,
   // PageCache.dropBehind).
   if (streaming && m.dirtyPages.size >= vfs.writeBehindPages) vfs.writeBehind(inode);
   vfs.balance();
