@@ -44,6 +44,7 @@ export async function fallocate(vfs: Vfs, caller: Caller, fh: number, ino: numbe
   // The inode's new size and times go into the transaction that changes the blocks: one
   // commit per fallocate, not two (a punch was two commits, the second only for the
   // inode row), and no crash between them leaves the blocks changed and the times not.
+  // That transaction is a Vfs.change of the inode, so a failed one puts the record back.
   const finish = () => {
     if (!keepSize && off + len > inode.rec.size) inode.rec.size = off + len;
     inode.stamp(punch || zero ? 'mc' : 'c');
@@ -81,7 +82,7 @@ async function clearRangeLocked(vfs: Vfs, ctx: OpCtx, inode: Inode, start: numbe
     // block holding EOF goes whole; preallocated blocks further out stay.
     end = Math.ceil(inode.rec.size / 4096) * 4096;
     if (end <= start) {
-      vfs.store.txn(finish);
+      vfs.change([inode], finish);
       return;
     }
   }
@@ -101,7 +102,7 @@ async function clearRangeLocked(vfs: Vfs, ctx: OpCtx, inode: Inode, start: numbe
   const edges = zero ? [...new Set([Math.floor(start / bs), Math.floor((end - 1) / bs)])].filter((fb) =>
     (fb < fbFirst || fb >= fbEnd) && !vfs.store.blocks.mapOne(inode.ino, fb) && !dirtyBlock(vfs, inode, fb)) : [];
   if (edges.length > vfs.store.blocks.free) throw fsErr('ENOSPC');
-  vfs.store.txn(() => {
+  vfs.change([inode], () => {
     for (const fb of edges) vfs.store.blocks.setMap(inode.ino, fb, vfs.store.blocks.allocate(false), BMAP_UNWRITTEN);
     if (whole > 0) {
       vfs.store.blocks.unmapRange(inode.ino, fbFirst, fbEnd - 1);
@@ -152,7 +153,7 @@ function preallocate(vfs: Vfs, inode: Inode, start: number, end: number, finish:
   const need = fb1 - fb0 + 1 - mapped.size - reservedHoles;
   if (need > blocks.free) throw fsErr('ENOSPC');
   const consumed: number[] = [];
-  vfs.store.txn(() => {
+  vfs.change([inode], () => {
     for (let fb = fb0; fb <= fb1; fb++) {
       if (mapped.has(fb)) continue;
       const fromReservation = reservedPage(fb) !== undefined;

@@ -20,17 +20,23 @@ const me: Caller = { uid: 0, gid: 0, pid: process.pid, umask: 0o022 };
 let dir = '';
 afterEach(() => { if (dir) fs.rmSync(dir, { recursive: true, force: true }); dir = ''; });
 
+/** A store with one file of 16 written blocks, written back. */
+async function setup(mode: number) {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagefs-falloc-'));
+  const file = path.join(dir, 'store.db');
+  createStoreFile(file, BS, 64 << 20);
+  const store = Store.open(file, { readonly: false, cmd: 'test' });
+  const vfs = new Vfs(store, { cacheBytes: 16 << 20 });
+  const { inode, fh } = io.create(vfs, me, ROOT_INO, Buffer.from('f'), mode, 2);
+  await io.write(vfs, me, fh, inode.ino, Buffer.alloc(16 * BS, 0x61), 0, 'kernel');
+  vfs.writeback(inode);
+  return { store, vfs, inode, fh };
+}
+
 describe('fallocate', () => {
   it('commits once per call, blocks and inode row together, in every mode', async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagefs-falloc-'));
-    const file = path.join(dir, 'store.db');
-    createStoreFile(file, BS, 64 << 20);
-    const store = Store.open(file, { readonly: false, cmd: 'test' });
+    const { store, vfs, inode, fh } = await setup(0o644);
     try {
-      const vfs = new Vfs(store, { cacheBytes: 16 << 20 });
-      const { inode, fh } = io.create(vfs, me, ROOT_INO, Buffer.from('f'), 0o644, 2);
-      await io.write(vfs, me, fh, inode.ino, Buffer.alloc(16 * BS, 0x61), 0, 'kernel');
-      vfs.writeback(inode);
       const cases: [string, number, number, number][] = [
         ['punch of a whole block', FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 2 * BS, BS],
         ['punch with partial edges', FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 5 * BS + 100, 2 * BS],
@@ -50,6 +56,33 @@ describe('fallocate', () => {
       }
       expect(inode.rec.size).toBe(20 * BS);
       expect(store.blocks.mapOne(inode.ino, 2)).toBeUndefined();
+    } finally {
+      store.close();
+    }
+  });
+
+  it('a transaction that fails changes neither the store nor the inode in memory', async () => {
+    const { store, vfs, inode, fh } = await setup(0o4755);
+    try {
+      // The inode row's update fails, as on a full or failing disk, after the blocks changed.
+      const update = store.inodes.update.bind(store.inodes);
+      store.inodes.update = () => { throw Object.assign(new Error('disk I/O error'), { code: 'SQLITE_IOERR' }); };
+      const cases: [string, number, number, number][] = [
+        ['punch', FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 2 * BS, BS],
+        ['punch past EOF', FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 64 * BS, BS],
+        ['zero range', FALLOC_FL_ZERO_RANGE, 8 * BS, 2 * BS],
+        ['preallocation growing the file', 0, 16 * BS, 4 * BS],
+      ];
+      const used = store.blocks.used;
+      for (const [what, mode, off, len] of cases) {
+        const caller: Caller = { ...me, uid: 1000, gid: 1000 }; // clears set-ID bits (killpriv) when it succeeds
+        await expect(fallocate(vfs, caller, fh, inode.ino, mode, off, len), what).rejects.toThrow(/disk I\/O error/);
+        expect(inode.rec, what).toEqual(store.inodes.get(inode.ino));
+        expect(inode.metaDirty, what).toBe(false);
+        expect(store.blocks.used, what).toBe(used);
+        expect(store.blocks.mapOne(inode.ino, 2), what).toBeDefined();
+      }
+      store.inodes.update = update;
     } finally {
       store.close();
     }
