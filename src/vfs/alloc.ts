@@ -14,7 +14,7 @@
 import type { Vfs, Caller } from './vfs.js';
 import { killPriv, guessVerdict } from './killpriv.js';
 import type { Inode } from './inode.js';
-import { OpCtx } from '../cache/lockcheck.js';
+import { OpCtx, assertHeld } from '../cache/lockcheck.js';
 import { fillLocked } from '../cache/fill.js';
 import { invalidateRangeLocked } from '../cache/invalidate.js';
 import { BMAP_UNWRITTEN } from '../store/schema.js';
@@ -61,7 +61,7 @@ export async function fallocate(vfs: Vfs, caller: Caller, fh: number, ino: numbe
         m.invalidateLock.release(ctx, 'exclusive');
       }
     } else {
-      preallocate(vfs, inode, off, off + len, finish);
+      preallocate(vfs, ctx, inode, off, off + len, finish);
     }
   } finally {
     m.iRwsem.release(ctx, 'exclusive');
@@ -75,6 +75,9 @@ export async function fallocate(vfs: Vfs, caller: Caller, fh: number, ino: numbe
  */
 async function clearRangeLocked(vfs: Vfs, ctx: OpCtx, inode: Inode, start: number, end: number, zero: boolean, finish: () => void): Promise<void> {
   const m = inode.mapping!;
+  // finish changes i_size; the unmapping must not race a fill's lookup and insert.
+  assertHeld(ctx, m.iRwsem, 'exclusive');
+  assertHeld(ctx, m.invalidateLock, 'exclusive');
   const bs = vfs.blockSize;
   const ps = vfs.cache.pageSize;
   if (!zero && end > inode.rec.size) {
@@ -129,7 +132,8 @@ function countOwned(vfs: Vfs, inode: Inode, fbFirst: number, fbEnd: number): num
  * block now, from that reservation, so that it is counted once (st_blocks, statfs) and
  * written in place at writeback.
  */
-function preallocate(vfs: Vfs, inode: Inode, start: number, end: number, finish: () => void): void {
+function preallocate(vfs: Vfs, ctx: OpCtx, inode: Inode, start: number, end: number, finish: () => void): void {
+  assertHeld(ctx, inode.mapping!.iRwsem, 'exclusive'); // finish changes i_size
   const bs = vfs.blockSize;
   const { bpp } = vfs.cache;
   const fb0 = Math.floor(start / bs);

@@ -17,6 +17,7 @@ import { Vfs, type Caller } from '../../src/vfs/vfs.js';
 import * as io from '../../src/vfs/io.js';
 import { fallocate } from '../../src/vfs/alloc.js';
 import { ROOT_INO } from '../../src/store/schema.js';
+import type { Inode } from '../../src/vfs/inode.js';
 import { OpCtx } from '../../src/cache/lockcheck.js';
 
 const BS = 4096;
@@ -40,9 +41,14 @@ function chunk(off: number): Buffer {
   return b;
 }
 
-/** Writes `total` bytes to a new file in 1 MiB chunks at its end; `after` runs after each write. */
-async function stream(vfs: Vfs, total: number, after: () => void = () => undefined) {
+/**
+ * Writes `total` bytes to a new file in 1 MiB chunks from its start (at its end, unless
+ * `prepare` gave it a size first); `after` runs after each write.
+ */
+async function stream(vfs: Vfs, total: number, after: () => void = () => undefined,
+  prepare: (inode: Inode, fh: number) => Promise<void> = async () => undefined) {
   const { inode, fh } = io.create(vfs, me, ROOT_INO, Buffer.from('f'), 0o644, 2);
+  await prepare(inode, fh);
   for (let off = 0; off < total; off += MiB) {
     await io.write(vfs, me, fh, inode.ino, chunk(off), off, 'kernel');
     after();
@@ -85,14 +91,11 @@ describe('write-behind', () => {
       const limit = vfs.writeBehindPages;
       const pagesPerWrite = MiB / vfs.cache.pageSize;
       const total = 40 * MiB;
-      const { inode, fh } = io.create(vfs, me, ROOT_INO, Buffer.from('f'), 0o644, 2);
-      await fallocate(vfs, me, fh, inode.ino, 0, 0, total);
-      expect(inode.rec.size).toBe(total);
       let most = 0;
-      for (let off = 0; off < total; off += MiB) {
-        await io.write(vfs, me, fh, inode.ino, chunk(off), off, 'kernel');
-        most = Math.max(most, vfs.cache.dirtyCount);
-      }
+      const { inode, fh } = await stream(vfs, total, () => { most = Math.max(most, vfs.cache.dirtyCount); }, async (inode, fh) => {
+        await fallocate(vfs, me, fh, inode.ino, 0, 0, total);
+        expect(inode.rec.size).toBe(total);
+      });
       // Left to the cap, all 10,240 pages of this 64 MiB cache would stay dirty.
       expect(most).toBeLessThan(limit + pagesPerWrite);
       expect(vfs.cache.stats.droppedBehind).toBeGreaterThan(0);
