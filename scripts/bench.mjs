@@ -379,7 +379,7 @@ ${notes.length ? '\nNotes:\n\n' + notes.map((n) => `- ${n}`).join('\n') + '\n' :
 | random-access file | ${sizeText(P.randSize)}, 4 KiB blocks; warm jobs and the random write run ${P.timed} s, cold jobs read each block at most once within ${P.coldCap} s |
 | punch | 4 KiB holes at random block-aligned offsets of the written random-access file, each block at most once, for at most ${P.punchTime} s |
 | copy_file_range | a ${sizeText(P.copySize)} file just written and fsynced, copied whole into a new file, then fsync (both timed); space taken = drop in statfs's available bytes |
-| metadata | ${P.files.toLocaleString('en-US')} empty files in one directory: create (open O_CREAT\\|O_EXCL, close), stat (cold), unlink |
+| metadata | ${P.files.toLocaleString('en-US')} empty files in one directory: create (open O_CREAT\\|O_EXCL, close), stat(2) (cold), unlink. stat(2) asks for the basic fields; node's fs.stat (statx with the birth time) would cost pagefs, which serves birth times, a FUSE_STATX request after each lookup, a request fuse2fs and bindfs never get |
 | memory churn | ${sizeText(P.churn)} of anonymous memory populated and freed before every measured step (median ${churnMedian?.toFixed(1)} s each) |
 | pagefs | \`--cache-size ${P.cacheSize}\`, 4 KiB blocks, ${P.fsSize} capacity; cold = unmount + mount + drop_caches |
 

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define DIRECT_ALIGN 4096
@@ -283,6 +284,37 @@ static napi_value js_truncate(napi_env env, napi_callback_info info) {
   return ps_undefined(env);
 }
 
+/*
+ * stat(2) itself, for measuring it: node's fs.stat is statx(2) asking for the birth time
+ * too, which on FUSE is a request of its own (FUSE_STATX) after every LOOKUP, where
+ * stat(2) asks for the basic fields the LOOKUP reply already carried.
+ */
+static napi_value js_stat(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out;
+  char *path;
+  if (!ps_get_args(env, info, 1, argv, NULL) || !(path = ps_arg_string(env, argv[0], "path")))
+    return NULL;
+  struct stat st;
+  int r = stat(path, &st);
+  int err = errno;
+  free(path);
+  if (r != 0) {
+    ps_throw_errno(env, "stat", err);
+    return NULL;
+  }
+  if (napi_create_object(env, &out) != napi_ok)
+    return NULL;
+  const struct {
+    const char *name;
+    double v;
+  } f[] = {{"ino", (double)st.st_ino},   {"mode", st.st_mode},           {"nlink", (double)st.st_nlink},
+           {"size", (double)st.st_size}, {"blocks", (double)st.st_blocks}};
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+    if (napi_set_named_property(env, out, f[i].name, ps_number(env, f[i].v)) != napi_ok)
+      return NULL;
+  return out;
+}
+
 /* malloc_trim(0): glibc keeps memory freed in the middle of its arenas (page-cache
    Buffers, request copies, SQLite pages freed by other threads) resident until the
    process exits; this gives every whole free page back to the kernel. Touches no file,
@@ -347,6 +379,7 @@ napi_status ps_define_sys(napi_env env, napi_value target) {
       {"pwrite", NULL, js_pwrite, NULL, NULL, NULL, napi_enumerable, NULL},
       {"ftruncate", NULL, js_ftruncate, NULL, NULL, NULL, napi_enumerable, NULL},
       {"truncate", NULL, js_truncate, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"stat", NULL, js_stat, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mallocTrim", NULL, js_malloc_trim, NULL, NULL, NULL, napi_enumerable, NULL},
       {"slab", NULL, js_slab, NULL, NULL, NULL, napi_enumerable, NULL},
   };

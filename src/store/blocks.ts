@@ -175,6 +175,11 @@ export class BlockTable {
     return n;
   }
 
+  /** A new inode maps no block: its st_blocks needs no count query. */
+  countNew(ino: number): void {
+    this.mappedCounts.set(ino, 0);
+  }
+
   private countDelta(ino: number, d: number): void {
     const n = this.mappedCounts.get(ino);
     if (n !== undefined) this.mappedCounts.set(ino, n + d);

@@ -6,7 +6,9 @@
  *   superblock   one row (id = 1): magic 'pagefs', format_version, block_size (bytes,
  *                a power of two, 1 KiB .. 64 KiB), capacity_blocks (data blocks the store
  *                may hold), uuid, next_pblock (high-water mark of physical blocks ever
- *                handed out), next_generation, and the owner of the mount
+ *                handed out), next_generation (the generation the inodes made by the
+ *                next opening of the store will share; each opening that creates one takes
+ *                it and adds one), and the owner of the mount
  *                (owner_pid, owner_start, owner_boot: who holds the store mounted).
  *   inodes       ino (rowid, AUTOINCREMENT so a number is never reused; 1 is the root),
  *                generation, mode, nlink, uid, gid, rdev, size, flags (the FS_*_FL bits of

@@ -57,6 +57,8 @@ export class Store {
   private readonly endReadStmt;
   /** The read transaction between write transactions is open. */
   private reading = false;
+  /** The generation new inodes get (newGeneration); null until the first. */
+  private generation: number | null = null;
   /** Write transactions committed since the store was opened (each is one WAL commit when it changed anything). */
   commits = 0;
 
@@ -163,11 +165,21 @@ export class Store {
     }
   }
 
-  /** A generation number never handed out before in this store. */
+  /**
+   * The generation of a new inode: one number per opening of the store, taken from the
+   * superblock by the first inode that needs it. FUSE asks only that (ino, generation)
+   * never repeat, and inode numbers never do (AUTOINCREMENT); a number per inode cost
+   * every create a second superblock statement and one more page in its WAL commit.
+   * If the transaction that took it rolls back, the number stays ours and is taken from
+   * the superblock again by a later opening: two inodes may share a generation, never an
+   * inode number.
+   */
   newGeneration(): number {
-    const g = this.nextGenStmt.get() as number;
-    this.bumpGenStmt.run();
-    return g;
+    if (this.generation === null) {
+      this.generation = this.nextGenStmt.get() as number;
+      this.bumpGenStmt.run();
+    }
+    return this.generation;
   }
 
   close(): void {

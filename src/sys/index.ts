@@ -60,6 +60,11 @@ export interface Sys {
   /** ftruncate(2) and truncate(2) with any length, negative too. */
   ftruncate(fd: number, length: number | bigint): void;
   truncate(path: string, length: number | bigint): void;
+  /**
+   * stat(2): the basic fields only. node's fs.stat is statx(2) with STATX_BTIME, which on
+   * a FUSE mount that serves birth times costs a request of its own after each lookup.
+   */
+  stat(path: string): { ino: number; mode: number; nlink: number; size: number; blocks: number };
   /** glibc's malloc_trim(0): returns the free pages inside malloc's arenas to the kernel. Touches no file (safe in the daemon). */
   mallocTrim(): number;
   /**

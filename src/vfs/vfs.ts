@@ -138,6 +138,7 @@ export class Vfs {
       atimeS: s, atimeNs: ns, mtimeS: s, mtimeNs: ns, ctimeS: s, ctimeNs: ns, btimeS: s, btimeNs: ns, target,
     };
     const ino = this.store.inodes.insert(rec);
+    this.store.blocks.countNew(ino);
     return this.adopt({ ino, ...rec });
   }
 

@@ -338,3 +338,15 @@ describe('raw pread, pwrite, ftruncate, truncate', () => {
     }
   });
 });
+
+describe('stat', () => {
+  it('gives stat(2)\'s inode, mode, link count, size and blocks, and the kernel\'s errno', () => {
+    const file = path.join(dir, 'st');
+    fs.writeFileSync(file, Buffer.alloc(10_000, 1), { mode: 0o640 });
+    fs.linkSync(file, path.join(dir, 'st2'));
+    const want = fs.statSync(file);
+    expect(S.stat(file)).toEqual({ ino: want.ino, mode: want.mode, nlink: 2, size: 10_000, blocks: want.blocks });
+    expect(errnoOf(() => S.stat(path.join(dir, 'missing'))).code).toBe('ENOENT');
+    expect(errnoOf(() => S.stat(path.join(file, 'x'))).code).toBe('ENOTDIR');
+  });
+});
