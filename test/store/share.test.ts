@@ -1,0 +1,71 @@
+/**
+ * Block sharing in the store (BlockTable.shareRange, what copy_file_range's remap runs):
+ * every block mapped into the destination gains one reference per time it is mapped,
+ * also when the source range names a block more than once (a file that shares blocks
+ * with itself), and unwritten source blocks leave holes. fsck (invariant I2: refcount =
+ * the bmap rows naming the block) checks each step.
+ */
+import { describe, it, expect, afterEach } from 'vitest';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createStoreFile } from '../../src/store/open.js';
+import { Store } from '../../src/store/store.js';
+import { fsck } from '../../src/store/fsck.js';
+import { Vfs, type Caller } from '../../src/vfs/vfs.js';
+import * as io from '../../src/vfs/io.js';
+import { ROOT_INO } from '../../src/store/schema.js';
+
+const BS = 4096;
+const me: Caller = { uid: 0, gid: 0, pid: process.pid, umask: 0o022 };
+let dir = '';
+afterEach(() => { if (dir) fs.rmSync(dir, { recursive: true, force: true }); dir = ''; });
+
+describe('shareRange', () => {
+  it('adds a reference per mapping, blocks named twice in the source range counted twice', async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagefs-share-'));
+    const file = path.join(dir, 'store.db');
+    createStoreFile(file, BS, 64 << 20);
+    const store = Store.open(file, { readonly: false, cmd: 'test' });
+    try {
+      const vfs = new Vfs(store, { cacheBytes: 16 << 20 });
+      const mk = async (name: string, blocks: number) => {
+        const { inode, fh } = io.create(vfs, me, ROOT_INO, Buffer.from(name), 0o644, 2);
+        if (blocks) await io.write(vfs, me, fh, inode.ino, Buffer.alloc(blocks * BS, 0x61), 0, 'kernel');
+        vfs.writeback(inode);
+        return inode.ino;
+      };
+      const a = await mk('a', 4);
+      const b = await mk('b', 0);
+      const c = await mk('c', 0);
+      // Sizes that cover every range below (fsck's I6: no written block past EOF).
+      for (const ino of [a, b, c]) store.db.prepare('UPDATE inodes SET size = ? WHERE ino = ?').run(32 * BS, ino);
+      const blocks = store.blocks;
+      const pblocks = blocks.mapRange(a, 0, 3).map((e) => e.pblock);
+      expect(new Set(pblocks).size).toBe(4);
+      const refs = () => pblocks.map((p) => blocks.refcount(p));
+      const clean = () => expect(fsck(store.db, store.sb).problems).toEqual([]);
+
+      // Distinct blocks: one reference more each.
+      store.txn(() => blocks.shareRange(a, 0, b, 0, 4));
+      expect(refs()).toEqual([2, 2, 2, 2]);
+      clean();
+      // a shares with itself: a[4..8) = a[0..4).
+      store.txn(() => blocks.shareRange(a, 0, a, 4, 4));
+      expect(refs()).toEqual([3, 3, 3, 3]);
+      clean();
+      // a[0..8) names each block twice: c gains two references to each.
+      store.txn(() => blocks.shareRange(a, 0, c, 0, 8));
+      expect(refs()).toEqual([5, 5, 5, 5]);
+      expect(blocks.mapRange(c, 0, 7).map((e) => e.pblock)).toEqual([...pblocks, ...pblocks]);
+      clean();
+      // Partly repeated: a[1..8) names blocks 1, 2 and 3 twice and block 0 once.
+      store.txn(() => blocks.shareRange(a, 1, b, 10, 7));
+      expect(refs()).toEqual([6, 7, 7, 7]);
+      clean();
+      expect(store.blocks.countMapped(c)).toBe(8);
+    } finally {
+      store.close();
+    }
+  });
+});
