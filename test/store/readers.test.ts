@@ -1,22 +1,14 @@
 /** The block-reader threads: what they read is what the caller's connection reads, and a thread that dies must not take the reads it held with it. */
-import { describe, it, expect, afterEach } from 'vitest';
-import fs from 'node:fs';
-import os from 'node:os';
+import { describe, it, expect } from 'vitest';
 import path from 'node:path';
-import { createStoreFile } from '../../src/store/open.js';
-import { Store } from '../../src/store/store.js';
+import { newStore } from '../helpers/store.js';
 import { ReaderPool, SYNC_MAX_BYTES } from '../../src/store/readers.js';
 
 const BS = 4096;
-let dir = '';
-afterEach(() => { if (dir) fs.rmSync(dir, { recursive: true, force: true }); dir = ''; });
 
 describe('ReaderPool', () => {
   it('reads runs, single blocks, repeats and blocks with no row as the caller\'s connection does', async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagefs-readers-'));
-    const file = path.join(dir, 'store.db');
-    createStoreFile(file, BS, 64 << 20);
-    const store = Store.open(file, { readonly: false, cmd: 'test' });
+    const { file, store } = newStore('readers', BS);
     // Every block's bytes name it; blocks 20..29 and 50 have no row.
     const block = (p: number) => { const b = Buffer.alloc(BS); for (let i = 0; i < BS; i += 4) b.writeUInt32LE(p * 100_000 + i, i); return b; };
     store.txn(() => { for (let p = 1; p <= 100; p++) if ((p < 20 || p > 29) && p !== 50) store.blocks.writeData(p, block(p)); });
@@ -44,17 +36,14 @@ describe('ReaderPool', () => {
   }, 30_000);
 
   it('sends again the reads of threads that die (here: they cannot open the store), and names why', async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagefs-readers-'));
-    const file = path.join(dir, 'store.db');
-    createStoreFile(file, BS, 64 << 20);
-    const store = Store.open(file, { readonly: false, cmd: 'test' });
+    const { file, store } = newStore('readers', BS);
     const n = (SYNC_MAX_BYTES / BS) * 4; // large enough to go to a thread
     const pblocks = Array.from({ length: n }, (_, i) => i + 1);
     store.txn(() => { for (const p of pblocks) store.blocks.writeData(p, Buffer.alloc(BS, p)); });
     const lines: string[] = [];
     // The threads are given a path with no store, as when the store is removed before a
     // thread of a loaded machine gets to open it; the caller's own connection still reads.
-    const pool = new ReaderPool(path.join(dir, 'gone.db'), 2, store.blocks, BS, (m) => lines.push(m));
+    const pool = new ReaderPool(path.join(path.dirname(file), 'gone.db'), 2, store.blocks, BS, (m) => lines.push(m));
     try {
       const reads = await Promise.all([pool.read(pblocks), pool.read(pblocks.slice(1)), pool.read(pblocks)]);
       for (const got of reads) {

@@ -5,28 +5,19 @@
  * with itself), and unwritten source blocks leave holes. fsck (invariant I2: refcount =
  * the bmap rows naming the block) checks each step.
  */
-import { describe, it, expect, afterEach } from 'vitest';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { createStoreFile } from '../../src/store/open.js';
-import { Store } from '../../src/store/store.js';
+import { describe, it, expect } from 'vitest';
 import { fsck } from '../../src/store/fsck.js';
 import { Vfs, type Caller } from '../../src/vfs/vfs.js';
 import * as io from '../../src/vfs/io.js';
 import { ROOT_INO } from '../../src/store/schema.js';
+import { newStore } from '../helpers/store.js';
 
 const BS = 4096;
 const me: Caller = { uid: 0, gid: 0, pid: process.pid, umask: 0o022 };
-let dir = '';
-afterEach(() => { if (dir) fs.rmSync(dir, { recursive: true, force: true }); dir = ''; });
 
 describe('shareRange', () => {
   it('adds a reference per mapping, blocks named twice in the source range counted twice', async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagefs-share-'));
-    const file = path.join(dir, 'store.db');
-    createStoreFile(file, BS, 64 << 20);
-    const store = Store.open(file, { readonly: false, cmd: 'test' });
+    const { store } = newStore('share', BS);
     try {
       const vfs = new Vfs(store, { cacheBytes: 16 << 20 });
       const mk = async (name: string, blocks: number) => {

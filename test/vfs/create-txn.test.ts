@@ -4,24 +4,19 @@
  * reused, so the pair stays unique), and no count query for the new file's st_blocks.
  * Below the mount, with a real store; test/mount has creates through the kernel.
  */
-import { describe, it, expect, afterEach } from 'vitest';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { createStoreFile } from '../../src/store/open.js';
-import { Store } from '../../src/store/store.js';
+import { describe, it, expect } from 'vitest';
+import type { Store } from '../../src/store/store.js';
 import { Vfs, type Caller } from '../../src/vfs/vfs.js';
 import * as io from '../../src/vfs/io.js';
 import { encodeAttr } from '../../src/fuse/attrs.js';
 import { A } from '../../src/fuse/binding.js';
 import { ROOT_INO } from '../../src/store/schema.js';
+import { newStoreFile, openStore } from '../helpers/store.js';
 
 const me: Caller = { uid: 0, gid: 0, pid: process.pid, umask: 0o022 };
-let dir = '';
-afterEach(() => { if (dir) fs.rmSync(dir, { recursive: true, force: true }); dir = ''; });
 
 function open(file: string) {
-  const store = Store.open(file, { readonly: false, cmd: 'test' });
+  const store = openStore(file);
   return { store, vfs: new Vfs(store, { cacheBytes: 16 << 20 }) };
 }
 
@@ -29,9 +24,7 @@ const nextGeneration = (store: Store) => store.db.prepare('SELECT next_generatio
 
 describe('create', () => {
   it('takes a generation from the superblock once per opening of the store, and each opening a new one', () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagefs-create-'));
-    const file = path.join(dir, 'store.db');
-    createStoreFile(file, 4096, 64 << 20);
+    const file = newStoreFile('create');
     const gens: number[][] = [];
     for (let opening = 0; opening < 2; opening++) {
       const { store, vfs } = open(file);
@@ -55,10 +48,7 @@ describe('create', () => {
   });
 
   it('knows a new file maps no block without asking the store', () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagefs-create-'));
-    const file = path.join(dir, 'store.db');
-    createStoreFile(file, 4096, 64 << 20);
-    const { store, vfs } = open(file);
+    const { store, vfs } = open(newStoreFile('create'));
     try {
       const stmt = (store.blocks as unknown as { countMappedStmt: { get: (...a: unknown[]) => unknown } }).countMappedStmt;
       const real = stmt.get;

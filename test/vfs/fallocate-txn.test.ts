@@ -4,12 +4,8 @@
  * alone). Below the mount: the VFS with a real store; test/mount/fallocate.test.ts has
  * the modes' behaviour through the mount.
  */
-import { describe, it, expect, afterEach } from 'vitest';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { createStoreFile } from '../../src/store/open.js';
-import { Store } from '../../src/store/store.js';
+import { describe, it, expect } from 'vitest';
+import { newStore } from '../helpers/store.js';
 import { Vfs, type Caller } from '../../src/vfs/vfs.js';
 import * as io from '../../src/vfs/io.js';
 import { fallocate, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE } from '../../src/vfs/alloc.js';
@@ -17,15 +13,10 @@ import { ROOT_INO } from '../../src/store/schema.js';
 
 const BS = 4096;
 const me: Caller = { uid: 0, gid: 0, pid: process.pid, umask: 0o022 };
-let dir = '';
-afterEach(() => { if (dir) fs.rmSync(dir, { recursive: true, force: true }); dir = ''; });
 
 /** A store with one file of 16 written blocks, written back. */
 async function setup(mode: number) {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagefs-falloc-'));
-  const file = path.join(dir, 'store.db');
-  createStoreFile(file, BS, 64 << 20);
-  const store = Store.open(file, { readonly: false, cmd: 'test' });
+  const { store } = newStore('falloc', BS);
   const vfs = new Vfs(store, { cacheBytes: 16 << 20 });
   const { inode, fh } = io.create(vfs, me, ROOT_INO, Buffer.from('f'), mode, 2);
   await io.write(vfs, me, fh, inode.ino, Buffer.alloc(16 * BS, 0x61), 0, 'kernel');

@@ -5,20 +5,14 @@
  * new blocks past it as beyond EOF. Below the mount: the VFS with a real store, and a
  * writeback after every microtask while a write that extends the file is in flight.
  */
-import { describe, it, expect, afterEach } from 'vitest';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { createStoreFile } from '../../src/store/open.js';
-import { Store } from '../../src/store/store.js';
+import { describe, it, expect } from 'vitest';
+import { newStore } from '../helpers/store.js';
 import { Vfs, type Caller } from '../../src/vfs/vfs.js';
 import * as io from '../../src/vfs/io.js';
 import { ROOT_INO } from '../../src/store/schema.js';
 
 const BS = 4096;
 const me: Caller = { uid: 0, gid: 0, pid: process.pid, umask: 0o022 };
-let dir = '';
-afterEach(() => { if (dir) fs.rmSync(dir, { recursive: true, force: true }); dir = ''; });
 
 async function readAll(vfs: Vfs, fh: number, ino: number, size: number): Promise<Buffer> {
   const r = await io.read(vfs, fh, ino, size, 0);
@@ -29,10 +23,7 @@ async function readAll(vfs: Vfs, fh: number, ino: number, size: number): Promise
 
 describe('writeback during a write', () => {
   it('keeps every byte of writes that extend the file, with writebacks at every microtask', async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagefs-wbrace-'));
-    const file = path.join(dir, 'store.db');
-    createStoreFile(file, BS, 64 << 20);
-    const store = Store.open(file, { readonly: false, cmd: 'test' });
+    const { store } = newStore('wbrace', BS);
     const vfs = new Vfs(store, { cacheBytes: 256 << 10 });
     try {
       const { inode, fh } = io.create(vfs, me, ROOT_INO, Buffer.from('f'), 0o644, 2);

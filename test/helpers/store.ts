@@ -1,0 +1,35 @@
+/**
+ * Stores for tests below the mount: a new store file in its own temporary directory,
+ * removed after the test that made it (the importing file's afterEach).
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach } from 'vitest';
+import { createStoreFile } from '../../src/store/open.js';
+import { Store } from '../../src/store/store.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+});
+
+/** A new store file (mkfs'd, not opened); `prefix` names its directory. */
+export function newStoreFile(prefix: string, blockSize = 4096, capacityBytes = 64 << 20): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `pagefs-${prefix}-`));
+  dirs.push(dir);
+  const file = path.join(dir, 'store.db');
+  createStoreFile(file, blockSize, capacityBytes);
+  return file;
+}
+
+/** Opens a store file for writing, as the daemon does. */
+export function openStore(file: string): Store {
+  return Store.open(file, { readonly: false, cmd: 'test' });
+}
+
+/** A new store, opened. */
+export function newStore(prefix: string, blockSize = 4096, capacityBytes = 64 << 20): { file: string; store: Store } {
+  const file = newStoreFile(prefix, blockSize, capacityBytes);
+  return { file, store: openStore(file) };
+}
