@@ -77,6 +77,7 @@ typedef struct ps_session {
   unsigned want, unwant, max_write, max_readahead, time_gran;
   bool statx; /* config.ops lists STATX: statx.c answers it, not libfuse */
   bool killpriv_v2; /* config.killprivV2: answer INIT with FUSE_HANDLE_KILLPRIV_V2 (rawio.c) */
+  unsigned poll_ns;  /* config.pollUs in ns: how long the read loop polls before the event loop may sleep */
 
   /* rawio.c, on the JS thread: what libfuse does not pass on. */
   bool killpriv_v2_on;  /* asked for and offered by the kernel: the INIT reply carries it */
@@ -89,6 +90,8 @@ typedef struct ps_session {
   uv_poll_t poll;            /* readability of dev_fd, in Node's event loop */
   struct fuse_buf buf;       /* the current receive buffer (rbuf.c); a large WRITE takes it along to JS */
   bool reading;              /* poll is active: requests are being read */
+  uv_loop_t *loop;           /* Node's event loop, whose backend descriptor the poll also watches */
+  uint64_t idle_since;       /* CLOCK_MONOTONIC ns when the last batch was done */
   bool gone;                 /* the env is being torn down: JS will never answer */
 
   bool unmounted;            /* unmount runs once even if JS calls it twice */

@@ -24,6 +24,7 @@ export interface MountOpts {
   injectDelay?: string[];
   readyFd?: string;
   readThreads: string;
+  pollUs: string;
 }
 
 /** pagefs's own -o options; everything else goes to libfuse's mount. */
@@ -60,8 +61,8 @@ function parseDelays(list: string[] | undefined): { afterLookup: number; beforeI
   return d;
 }
 
-function parseCount(v: string, what: string): number {
-  if (!/^\d+$/.test(v) || Number(v) > 64) throw new UserError(`pagefs mount: ${what} '${v}' is not a whole number from 0 to 64`);
+function parseCount(v: string, what: string, max = 64): number {
+  if (!/^\d+$/.test(v) || Number(v) > max) throw new UserError(`pagefs mount: ${what} '${v}' is not a whole number from 0 to ${max.toLocaleString('en-US')}`);
   return Number(v);
 }
 
@@ -94,6 +95,8 @@ export async function mountCommand(storeArg: string, mpArg: string, opts: MountO
   const mountpoint = path.resolve(mpArg);
   const parsed = parseOptions(opts);
   const delays = parseDelays(opts.injectDelay);
+  const readThreads = parseCount(opts.readThreads, '--read-threads');
+  const pollUs = parseCount(opts.pollUs, '--poll-us', 10_000);
   const readyFd = opts.readyFd === undefined ? null : Number(opts.readyFd);
   if (readyFd === null) {
     checkStore(store);
@@ -113,7 +116,7 @@ export async function mountCommand(storeArg: string, mpArg: string, opts: MountO
     const code = await runDaemon({
       store, mountpoint, fuseOpts: parsed.fuseOpts, cacheBytes: parsed.cacheBytes, debugLocks: parsed.debugLocks,
       unsafeNoInvalidateLock: !!opts.unsafeNoInvalidateLock, delays, writebackIntervalMs: 5000, log,
-      readThreads: parseCount(opts.readThreads, '--read-threads'),
+      readThreads, pollUs,
       onReady: () => say('ready'),
     });
     process.exitCode = code;
@@ -146,7 +149,7 @@ async function background(store: string, mountpoint: string, opts: MountOpts): P
   } catch {
     // An unwritable log place must not stop the mount.
   }
-  const args = [...DAEMON_NODE_FLAGS, PAGEFS_BIN, 'mount', store, mountpoint, '--foreground', '--ready-fd', '3', '--cache-size', opts.cacheSize, '--read-threads', opts.readThreads];
+  const args = [...DAEMON_NODE_FLAGS, PAGEFS_BIN, 'mount', store, mountpoint, '--foreground', '--ready-fd', '3', '--cache-size', opts.cacheSize, '--read-threads', opts.readThreads, '--poll-us', opts.pollUs];
   for (const o of opts.options) args.push('-o', o);
   if (opts.debugLocks) args.push('--debug-locks');
   if (opts.unsafeNoInvalidateLock) args.push('--unsafe-no-invalidate-lock');

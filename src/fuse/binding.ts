@@ -111,6 +111,12 @@ export interface MountConfig {
    * ask for it; the addon adds it to libfuse's reply). INIT's last argument says whether it did.
    */
   killprivV2: boolean;
+  /**
+   * Microseconds the read loop polls /dev/fuse (and the event loop's descriptor) before
+   * the event loop may sleep, after a request that came within that long of the one
+   * before; 0 never polls. At most 10,000. native-shim/src/session.c.
+   */
+  pollUs: number;
 }
 
 export interface Session {

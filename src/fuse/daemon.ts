@@ -29,6 +29,8 @@ export interface DaemonOptions {
   writebackIntervalMs: number;
   /** Block-reader threads (0: read on the event loop's thread). */
   readThreads: number;
+  /** MountConfig.pollUs: how long to poll for the next request before sleeping. */
+  pollUs: number;
   log: (msg: string) => void;
   /** Called once the kernel has sent INIT: the mount answers. */
   onReady: () => void;
@@ -53,7 +55,7 @@ const CAP = {
   EXPLICIT_INVAL_DATA: 1 << 25,
 };
 
-export function mountConfig(): MountConfig {
+export function mountConfig(pollUs = 0): MountConfig {
   return {
     ops: Dispatcher.opCodes(),
     // Our own invalidations are explicit (notify_inval_inode); AUTO_INVAL_DATA would drop
@@ -74,6 +76,7 @@ export function mountConfig(): MountConfig {
     // set-ID bits and capabilities S_NOSEC and asks no more, and we clear set-ID bits
     // ourselves (src/vfs/killpriv.ts).
     killprivV2: true,
+    pollUs,
   };
 }
 
@@ -198,7 +201,7 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
     for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(s, onSignal);
     const argv = ['pagefs', '-o', ['default_permissions', `fsname=${opts.store}`, 'subtype=pagefs', ...opts.fuseOpts].join(',')];
     try {
-      session = fuse.mount(opts.mountpoint, argv, mountConfig(), dispatcher.handle);
+      session = fuse.mount(opts.mountpoint, argv, mountConfig(opts.pollUs), dispatcher.handle);
     } catch (e) {
       finished = true;
       stopControl();

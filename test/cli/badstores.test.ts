@@ -213,23 +213,31 @@ describe('a missing store path', () => {
   });
 });
 
-describe('a mountpoint that is not an empty directory', () => {
+/**
+ * A store for the refused mounts of one describe block, made before its tests. None of
+ * them may claim it: fsck, which refuses a claimed store, checks after them.
+ */
+function storeForRefusals(name: string): () => string {
   let store = '';
   beforeAll(async () => {
-    const d = path.join(dir, 'mp-cases');
+    const d = path.join(dir, name);
     fs.mkdirSync(d);
     store = await makeStore(d, { capacity: '16M' });
   });
   afterAll(async () => {
-    // None of the refused mounts may have claimed the store: fsck refuses a claimed one.
     const r = await pagefs(['fsck', store]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
   });
+  return () => store;
+}
+
+describe('a mountpoint that is not an empty directory', () => {
+  const theStore = storeForRefusals('mp-cases');
 
   it('a non-empty directory', async () => {
     const mp = newMountpoint('mp-nonempty');
     fs.writeFileSync(path.join(mp, 'keep'), 'data');
-    const r = await tryMount(store, mp);
+    const r = await tryMount(theStore(), mp);
     expectOneLineError(r, mp);
     expect(fuseMountAt(mp)).toBeUndefined();
     expect(fs.readFileSync(path.join(mp, 'keep'), 'utf8')).toBe('data');
@@ -238,17 +246,31 @@ describe('a mountpoint that is not an empty directory', () => {
     const mp = path.join(dir, 'mp-file');
     fs.writeFileSync(mp, 'content');
     mountpoints.push(mp);
-    const r = await tryMount(store, mp);
+    const r = await tryMount(theStore(), mp);
     expectOneLineError(r, mp);
     expect(fuseMountAt(mp)).toBeUndefined();
     expect(fs.readFileSync(mp, 'utf8')).toBe('content');
   });
   it('a missing path', async () => {
     const mp = path.join(dir, 'mp-missing');
-    const r = await tryMount(store, mp);
+    const r = await tryMount(theStore(), mp);
     expectOneLineError(r, mp);
     expect(fs.existsSync(mp)).toBe(false);
   });
+});
+
+describe('mount options out of range', () => {
+  const theStore = storeForRefusals('opt-cases');
+  for (const [opt, value] of [['--poll-us', '10001'], ['--poll-us', '-5'], ['--poll-us', '1e3'], ['--read-threads', '65'], ['--read-threads', 'two']]) {
+    for (const fg of [false, true]) {
+      it(`${opt} ${value}${fg ? ' --foreground' : ''}: refused, names the option and the value, mounts nothing`, async () => {
+        const mp = newMountpoint(`mp-opt-${opt.slice(2)}-${value}-${fg}`);
+        const r = await tryMount(theStore(), mp, [opt, value, ...(fg ? ['--foreground'] : [])]);
+        expectOneLineError(r, opt, `'${value}'`);
+        expect(fuseMountAt(mp)).toBeUndefined();
+      });
+    }
+  }
 });
 
 describe('mkfs', () => {
@@ -323,7 +345,7 @@ describe('help and usage', () => {
   const OPTIONS: Record<string, string[]> = {
     '': ['--version', '--help', 'mkfs', 'mount', 'umount', 'fsck', 'stat'],
     mkfs: ['-b, --block-size', '-c, --capacity', '--help'],
-    mount: ['-f, --foreground', '-o, --options', '--cache-size', '--log', '--debug-locks', '--unsafe-no-invalidate-lock', '--inject-delay', '--help'],
+    mount: ['-f, --foreground', '-o, --options', '--cache-size', '--read-threads', '--poll-us', '--log', '--debug-locks', '--unsafe-no-invalidate-lock', '--inject-delay', '--help'],
     umount: ['-l, --lazy', '--help'],
     fsck: ['--help'],
     stat: ['--json', '--help'],
