@@ -21,15 +21,16 @@
  *   whoever still uses the mount gets ENOTCONN once the daemon process has exited.
  *
  * Polling before the event loop sleeps (config.pollUs, chosen by the daemon; 0 = never):
- *   when the request just served came soon after the one before (within the budget), a
+ *   when the batch just served began within the budget of the previous batch's end, a
  *   process is probably waiting on one request at a time and will send the next in a
  *   few microseconds. Then, after the batch, the loop polls /dev/fuse and Node's own
- *   event descriptor (epoll: timers aside, anything else the loop waits for) without
- *   sleeping, until either has something or the budget is spent, and returns to the
- *   event loop either way; libuv's next wait then finds the descriptor ready instead of
- *   sleeping and being woken, which on this kind of virtual machine costs more than a
- *   cached read. Nothing is read or run here while polling, so other events wait at most
- *   the budget; after a request that came late, there is no polling at all.
+ *   event descriptor (epoll: anything else the loop waits for through a descriptor)
+ *   without sleeping, until either has something or the budget is spent, and returns to
+ *   the event loop either way; libuv's next wait then finds the descriptor ready instead
+ *   of sleeping and being woken, which on this kind of virtual machine costs more than a
+ *   cached read. Nothing is read or run here while polling: a descriptor's event ends the
+ *   poll at once, while timers and setImmediate work, which no descriptor shows, wait out
+ *   the budget. After a batch that began late there is no polling at all.
  *
  * Why the JS thread reads the requests: with libfuse's worker threads every request
  * crossed threads twice (a worker woken by the kernel, then the JS thread woken through

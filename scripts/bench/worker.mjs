@@ -13,15 +13,15 @@
  *                                close), stat(2), unlink; ops/s
  *   lookup DIR N NAME...         stat DIR, then time stat(2) of each NAME in it, N times
  *                                over the list; mean microseconds per stat
+ *   punch FILE BLOCKSIZE OFF...  one fallocate(PUNCH_HOLE|KEEP_SIZE) of BLOCKSIZE at each
+ *                                offset; microseconds per punch (each, in order)
+ *   prealloc FILE BYTES          fallocate(mode 0) of BYTES, then fsync
+ *   pwrite FILE BLOCKSIZE OFF... write BLOCKSIZE bytes at each offset, then fsync
  *
  * stat is stat(2), the basic fields, as C programs, ls and find ask for them; node's
  * fs.statSync is statx(2) with the birth time too, which a FUSE daemon that serves birth
  * times (pagefs) answers with a FUSE_STATX request after each LOOKUP, and one that does
  * not (fuse2fs, bindfs) never sees: the same call would not ask the same of each system.
- *   punch FILE BLOCKSIZE OFF...  one fallocate(PUNCH_HOLE|KEEP_SIZE) of BLOCKSIZE at each
- *                                offset; microseconds per punch (each, in order)
- *   prealloc FILE BYTES          fallocate(mode 0) of BYTES, then fsync
- *   pwrite FILE BLOCKSIZE OFF... write BLOCKSIZE bytes at each offset, then fsync
  */
 import fs from 'node:fs';
 import path from 'node:path';

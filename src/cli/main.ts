@@ -69,7 +69,7 @@ program.command('mount')
     '(cache_size=SIZE, debug_locks); repeatable', (v: string, prev: string[]) => [...prev, v], [] as string[])
   .option('--cache-size <size>', 'page cache cap (clean and dirty pages together)', '256M')
   .option('--read-threads <n>', 'block-reader threads with their own SQLite connections, so that large cache fills overlap other requests (reads of up to 16 KiB stay on the main thread); 0 reads everything on the main thread', '2')
-  .option('--poll-us <us>', 'after a request that came within this many microseconds of the one before, poll for the next ' +
+  .option('--poll-us <us>', 'after a request that came within this many microseconds of the daemon finishing the one before, poll for the next ' +
     'that long before sleeping (a process waiting on one request at a time sends it in a few microseconds, and a sleep ' +
     'and wake-up costs more on a virtual machine); 0 never polls; at most 10000', '50')
   .option('--log <file>', 'where the background daemon logs (default: STORE.log)')

@@ -113,8 +113,8 @@ export interface MountConfig {
   killprivV2: boolean;
   /**
    * Microseconds the read loop polls /dev/fuse (and the event loop's descriptor) before
-   * the event loop may sleep, after a request that came within that long of the one
-   * before; 0 never polls. At most 10,000. native-shim/src/session.c.
+   * the event loop may sleep, after a request that came within that long of the daemon
+   * finishing the one before; 0 never polls. At most 10,000. native-shim/src/session.c.
    */
   pollUs: number;
 }

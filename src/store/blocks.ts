@@ -282,6 +282,8 @@ export class BlockTable {
    * be unmapped and must not overlap the source range.
    */
   shareRange(src: number, sfb: number, dst: number, dfb: number, n: number): void {
+    // The reference counts below read the source range after the destination rows went in.
+    if (src === dst && dfb < sfb + n && sfb < dfb + n) throw new Error(`shareRange: ranges [${sfb}, ${sfb + n}) and [${dfb}, ${dfb + n}) of inode ${src} overlap`);
     const added = this.shareMapStmt.run(dst, dfb - sfb, src, sfb, sfb + n - 1).changes;
     this.countDelta(dst, added);
     if (added === 0) return;

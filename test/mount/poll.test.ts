@@ -4,8 +4,10 @@
  * sending one request (readlink, never cached by the kernel here) every 0.2 ms or so
  * finds the daemon's main thread asleep each time without polling, since the daemon is
  * done long before, and awake with a budget of 5 ms (voluntary context switches of that
- * thread, /proc). No timing is asserted: the gaps only need to be longer than a readlink
- * takes the daemon and, mostly, shorter than the budget, which a loaded machine keeps.
+ * thread, /proc); and once the requests stop, so does the polling (the daemon's CPU time
+ * over an idle second). No timing is asserted: the gaps only need to be longer than a
+ * readlink takes the daemon and, mostly, shorter than the budget, which a loaded machine
+ * keeps.
  */
 import { describe, it, expect, afterEach } from 'vitest';
 import fs from 'node:fs';
@@ -22,12 +24,18 @@ afterEach(async () => {
 
 const N = 1000;
 
+/** The daemon's CPU time (utime + stime) in clock ticks (1/100 s). */
+function cpuTicks(pid: number): number {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return Number(f[11]) + Number(f[12]);
+}
+
 function sleeps(pid: number): number {
   const status = fs.readFileSync(`/proc/${pid}/task/${pid}/status`, 'utf8');
   return Number(/^voluntary_ctxt_switches:\s+(\d+)$/m.exec(status)![1]);
 }
 
-async function sleepsDuringReadlinks(pollUs: number): Promise<number> {
+async function sleepsDuringReadlinks(pollUs: number): Promise<{ sleeps: number; idleTicks: number }> {
   m = await mountFresh({ capacity: '16M', mountArgs: ['--poll-us', String(pollUs)] });
   const link = path.join(m.mp, 'l');
   await fsp.symlink('target', link);
@@ -36,18 +44,24 @@ async function sleepsDuringReadlinks(pollUs: number): Promise<number> {
   const before = sleeps(m.proc.pid!);
   ok(await run('python3', ['-c', loop], { timeoutMs: 60_000 }), 'readlink loop');
   const n = sleeps(m.proc.pid!) - before;
+  // Then a second with no request at all: the polling must have stopped.
+  const t0 = cpuTicks(m.proc.pid!);
+  await new Promise((r) => setTimeout(r, 1000));
+  const idleTicks = cpuTicks(m.proc.pid!) - t0;
   expectCleanLog(m);
   await m.unmount();
   await m.cleanup();
   m = null;
-  return n;
+  return { sleeps: n, idleTicks };
 }
 
 describe('--poll-us', () => {
   it('saves the daemon most of its sleeps between requests that come one at a time; 0 sleeps after each', async () => {
-    const without = await sleepsDuringReadlinks(0);
+    const without = (await sleepsDuringReadlinks(0)).sleeps;
     const withPoll = await sleepsDuringReadlinks(5000);
     expect(without, 'without polling the main thread sleeps about once a request').toBeGreaterThan(N * 0.8);
-    expect(withPoll, `with polling (${without} sleeps without)`).toBeLessThan(N / 4);
+    expect(withPoll.sleeps, `with polling (${without} sleeps without)`).toBeLessThan(N / 4);
+    // A poll that outlived its budget would burn the whole idle second (100 ticks).
+    expect(withPoll.idleTicks, 'CPU ticks of the idle daemon in the second after the requests').toBeLessThan(20);
   }, 120_000);
 });

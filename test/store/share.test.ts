@@ -2,13 +2,14 @@
  * Block sharing in the store (BlockTable.shareRange, what copy_file_range's remap runs):
  * every block mapped into the destination gains one reference per time it is mapped,
  * also when the source range names a block more than once (a file that shares blocks
- * with itself), and unwritten source blocks leave holes. fsck (invariant I2: refcount =
+ * with itself); unwritten source blocks leave holes; overlapping ranges are refused. fsck (invariant I2: refcount =
  * the bmap rows naming the block) checks each step.
  */
 import { describe, it, expect } from 'vitest';
 import { fsck } from '../../src/store/fsck.js';
 import { Vfs, type Caller } from '../../src/vfs/vfs.js';
 import * as io from '../../src/vfs/io.js';
+import { fallocate } from '../../src/vfs/alloc.js';
 import { ROOT_INO } from '../../src/store/schema.js';
 import { newStore } from '../helpers/store.js';
 
@@ -55,6 +56,23 @@ describe('shareRange', () => {
       expect(refs()).toEqual([6, 7, 7, 7]);
       clean();
       expect(store.blocks.countMapped(c)).toBe(8);
+
+      // Unwritten (preallocated) source blocks leave holes and gain no reference.
+      const { inode: u, fh: ufh } = io.create(vfs, me, ROOT_INO, Buffer.from('u'), 0o644, 2);
+      await io.write(vfs, me, ufh, u.ino, Buffer.alloc(BS, 0x62), 0, 'kernel');
+      vfs.writeback(u);
+      await fallocate(vfs, me, ufh, u.ino, 0, BS, 2 * BS);
+      const um = blocks.mapRange(u.ino, 0, 2);
+      expect(um.map((e) => e.flags & 1)).toEqual([0, 1, 1]);
+      const d = await mk('d', 0);
+      store.db.prepare('UPDATE inodes SET size = ? WHERE ino = ?').run(32 * BS, d);
+      store.txn(() => blocks.shareRange(u.ino, 0, d, 0, 3));
+      expect(blocks.mapRange(d, 0, 2).map((e) => e.pblock)).toEqual([um[0].pblock]);
+      expect(um.map((e) => blocks.refcount(e.pblock))).toEqual([2, 1, 1]);
+      clean();
+      // Overlapping ranges of one file are the caller's mistake, refused before anything changes.
+      expect(() => store.txn(() => blocks.shareRange(a, 0, a, 2, 4))).toThrow(/overlap/);
+      expect(refs()).toEqual([6, 7, 7, 7]);
     } finally {
       store.close();
     }
