@@ -24,6 +24,7 @@ import { DentryTable } from './dentries.js';
 import { BlockTable } from './blocks.js';
 import { XattrTable } from './xattrs.js';
 import { UserError } from '../util/errors.js';
+import { procStat } from '../util/process.js';
 import { StoreHealth, StoreGoneError } from './faults.js';
 
 export interface Owner {
@@ -228,16 +229,10 @@ export function currentOwner(): Owner {
 }
 
 function processStart(pid: number): string | null {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields counted after the ")" that ends the command name: 3 (state) and 22 (starttime).
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // A killed daemon not yet reaped is a zombie: it holds nothing.
-    if (rest[0] === 'Z' || rest[0] === 'X') return null;
-    return rest[19];
-  } catch {
-    return null;
-  }
+  const f = procStat(pid);
+  // A killed daemon not yet reaped is a zombie: it holds nothing.
+  if (!f || f[0] === 'Z' || f[0] === 'X') return null;
+  return f[19];
 }
 
 function bootId(): string {

@@ -11,17 +11,33 @@ export function processAlive(pid: number): boolean {
 }
 
 /**
+ * The fields of /proc/PID/stat after the command name, or null when the process is gone:
+ * [0] is field 3 of proc(5) (state), [11] and [12] fields 14 and 15 (utime, stime, in
+ * clock ticks), [19] field 22 (starttime). The command name is cut at the last ")",
+ * since it may itself hold spaces and parentheses.
+ */
+export function procStat(pid: number): string[] | null {
+  const stat = procFile(pid, 'stat');
+  return stat === null ? null : stat.slice(stat.lastIndexOf(')') + 2).trim().split(' ');
+}
+
+/** /proc/PID/NAME, or null when the process is gone. */
+function procFile(pid: number, name: string): string | null {
+  try {
+    return fs.readFileSync(`/proc/${pid}/${name}`, 'utf8');
+  } catch {
+    return null;
+  }
+}
+
+/**
  * The supplementary groups of a process (or thread: FUSE names the calling thread) from
  * /proc/PID/status, or null when it is gone. A request carries only uid and gid; this is
  * how libfuse's fuse_req_getgroups learns the rest.
  */
 export function supplementaryGroups(pid: number): number[] | null {
-  let status: string;
-  try {
-    status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-  } catch {
-    return null;
-  }
+  const status = procFile(pid, 'status');
+  if (status === null) return null;
   const line = /^Groups:(.*)$/m.exec(status);
   return line ? line[1].trim().split(/\s+/).filter(Boolean).map(Number) : [];
 }

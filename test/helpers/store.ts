@@ -1,6 +1,6 @@
 /**
- * Stores for tests below the mount: a new store file in its own temporary directory,
- * removed after the test that made it (the importing file's afterEach).
+ * Stores and VFSes for tests below the mount: a new store file in its own temporary
+ * directory, removed after the test that made it (the importing file's afterEach).
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -8,6 +8,10 @@ import path from 'node:path';
 import { afterEach } from 'vitest';
 import { createStoreFile } from '../../src/store/open.js';
 import { Store } from '../../src/store/store.js';
+import { Vfs, type Caller } from '../../src/vfs/vfs.js';
+
+/** The caller of the VFS calls in these tests: root, umask 022. */
+export const ROOT_CALLER: Caller = { uid: 0, gid: 0, pid: process.pid, umask: 0o022 };
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -32,4 +36,9 @@ export function openStore(file: string): Store {
 export function newStore(prefix: string, blockSize = 4096, capacityBytes = 64 << 20): { file: string; store: Store } {
   const file = newStoreFile(prefix, blockSize, capacityBytes);
   return { file, store: openStore(file) };
+}
+
+/** A VFS over a store, with a page cache of `cacheBytes`. */
+export function vfsOf(store: Store, cacheBytes = 16 << 20): Vfs {
+  return new Vfs(store, { cacheBytes });
 }

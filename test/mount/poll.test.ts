@@ -15,6 +15,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { mountFresh, run, expectCleanLog, type Mounted } from '../helpers/mount.js';
 import { ok } from './lib.js';
+import { procStat } from '../../src/util/process.js';
 
 let m: Mounted | null = null;
 afterEach(async () => {
@@ -26,7 +27,7 @@ const N = 1000;
 
 /** The daemon's CPU time (utime + stime) in clock ticks (1/100 s). */
 function cpuTicks(pid: number): number {
-  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  const f = procStat(pid)!;
   return Number(f[11]) + Number(f[12]);
 }
 

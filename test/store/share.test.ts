@@ -2,25 +2,23 @@
  * Block sharing in the store (BlockTable.shareRange, what copy_file_range's remap runs):
  * every block mapped into the destination gains one reference per time it is mapped,
  * also when the source range names a block more than once (a file that shares blocks
- * with itself); unwritten source blocks leave holes; overlapping ranges are refused. fsck (invariant I2: refcount =
- * the bmap rows naming the block) checks each step.
+ * with itself); unwritten source blocks leave holes; overlapping ranges are refused.
+ * fsck (invariant I2: refcount = the bmap rows naming the block) checks each step.
  */
 import { describe, it, expect } from 'vitest';
 import { fsck } from '../../src/store/fsck.js';
-import { Vfs, type Caller } from '../../src/vfs/vfs.js';
 import * as io from '../../src/vfs/io.js';
 import { fallocate } from '../../src/vfs/alloc.js';
 import { ROOT_INO } from '../../src/store/schema.js';
-import { newStore } from '../helpers/store.js';
+import { newStore, vfsOf, ROOT_CALLER as me } from '../helpers/store.js';
 
 const BS = 4096;
-const me: Caller = { uid: 0, gid: 0, pid: process.pid, umask: 0o022 };
 
 describe('shareRange', () => {
   it('adds a reference per mapping, blocks named twice in the source range counted twice', async () => {
     const { store } = newStore('share', BS);
     try {
-      const vfs = new Vfs(store, { cacheBytes: 16 << 20 });
+      const vfs = vfsOf(store);
       const mk = async (name: string, blocks: number) => {
         const { inode, fh } = io.create(vfs, me, ROOT_INO, Buffer.from(name), 0o644, 2);
         if (blocks) await io.write(vfs, me, fh, inode.ino, Buffer.alloc(blocks * BS, 0x61), 0, 'kernel');

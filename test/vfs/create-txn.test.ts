@@ -6,18 +6,16 @@
  */
 import { describe, it, expect } from 'vitest';
 import type { Store } from '../../src/store/store.js';
-import { Vfs, type Caller } from '../../src/vfs/vfs.js';
 import * as io from '../../src/vfs/io.js';
 import { encodeAttr } from '../../src/fuse/attrs.js';
 import { A } from '../../src/fuse/binding.js';
 import { ROOT_INO } from '../../src/store/schema.js';
-import { newStoreFile, openStore } from '../helpers/store.js';
+import { newStoreFile, openStore, vfsOf, ROOT_CALLER as me } from '../helpers/store.js';
 
-const me: Caller = { uid: 0, gid: 0, pid: process.pid, umask: 0o022 };
 
 function open(file: string) {
   const store = openStore(file);
-  return { store, vfs: new Vfs(store, { cacheBytes: 16 << 20 }) };
+  return { store, vfs: vfsOf(store) };
 }
 
 const nextGeneration = (store: Store) => store.db.prepare('SELECT next_generation FROM superblock').pluck().get() as number;

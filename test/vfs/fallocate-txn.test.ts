@@ -5,19 +5,17 @@
  * the modes' behaviour through the mount.
  */
 import { describe, it, expect } from 'vitest';
-import { newStore } from '../helpers/store.js';
-import { Vfs, type Caller } from '../../src/vfs/vfs.js';
+import { newStore, vfsOf, ROOT_CALLER as me } from '../helpers/store.js';
 import * as io from '../../src/vfs/io.js';
 import { fallocate, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE } from '../../src/vfs/alloc.js';
 import { ROOT_INO } from '../../src/store/schema.js';
 
 const BS = 4096;
-const me: Caller = { uid: 0, gid: 0, pid: process.pid, umask: 0o022 };
 
 /** A store with one file of 16 written blocks, written back. */
 async function setup(mode: number) {
   const { store } = newStore('falloc', BS);
-  const vfs = new Vfs(store, { cacheBytes: 16 << 20 });
+  const vfs = vfsOf(store);
   const { inode, fh } = io.create(vfs, me, ROOT_INO, Buffer.from('f'), mode, 2);
   await io.write(vfs, me, fh, inode.ino, Buffer.alloc(16 * BS, 0x61), 0, 'kernel');
   vfs.writeback(inode);

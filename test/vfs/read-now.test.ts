@@ -6,12 +6,9 @@
  * Below the mount: the VFS with a real store.
  */
 import { describe, it, expect, afterEach } from 'vitest';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { createStoreFile } from '../../src/store/open.js';
-import { Store } from '../../src/store/store.js';
-import { Vfs, type Caller } from '../../src/vfs/vfs.js';
+import type { Store } from '../../src/store/store.js';
+import type { Vfs } from '../../src/vfs/vfs.js';
+import { newStore, vfsOf, ROOT_CALLER as me } from '../helpers/store.js';
 import * as io from '../../src/vfs/io.js';
 import { ROOT_INO } from '../../src/store/schema.js';
 import { OpCtx } from '../../src/cache/lockcheck.js';
@@ -19,24 +16,17 @@ import { fillDebug } from '../../src/cache/fill.js';
 import type { Inode } from '../../src/vfs/inode.js';
 
 const BS = 4096;
-const me: Caller = { uid: 0, gid: 0, pid: process.pid, umask: 0o022 };
-let dir = '';
 let store: Store | null = null;
 afterEach(() => {
   store?.close();
   store = null;
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
-  dir = '';
   fillDebug.afterLookupMs = 0;
 });
 
 /** A 1 MiB file whose block b is filled with the byte b, written back, with no page cached. */
 async function coldFile(): Promise<{ vfs: Vfs; inode: Inode; fh: number }> {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagefs-readnow-'));
-  const file = path.join(dir, 'store.db');
-  createStoreFile(file, BS, 64 << 20);
-  store = Store.open(file, { readonly: false, cmd: 'test' });
-  const vfs = new Vfs(store, { cacheBytes: 16 << 20 });
+  store = newStore('readnow', BS).store;
+  const vfs = vfsOf(store);
   const { inode, fh } = io.create(vfs, me, ROOT_INO, Buffer.from('f'), 0o644, 2);
   const data = Buffer.alloc(256 * BS);
   for (let b = 0; b < 256; b++) data.fill(b, b * BS, (b + 1) * BS);

@@ -7,13 +7,10 @@
  * (drop-behind), so a stream reuses a few frames instead of touching new memory for every
  * page. Below the mount: the VFS with a real store.
  */
-import { describe, it, expect, afterEach } from 'vitest';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { createStoreFile } from '../../src/store/open.js';
-import { Store } from '../../src/store/store.js';
-import { Vfs, type Caller } from '../../src/vfs/vfs.js';
+import { describe, it, expect } from 'vitest';
+import type { Store } from '../../src/store/store.js';
+import type { Vfs } from '../../src/vfs/vfs.js';
+import { newStore, vfsOf, ROOT_CALLER as me } from '../helpers/store.js';
 import * as io from '../../src/vfs/io.js';
 import { fallocate } from '../../src/vfs/alloc.js';
 import { ROOT_INO } from '../../src/store/schema.js';
@@ -22,16 +19,10 @@ import { OpCtx } from '../../src/cache/lockcheck.js';
 
 const BS = 4096;
 const MiB = 1 << 20;
-const me: Caller = { uid: 0, gid: 0, pid: process.pid, umask: 0o022 };
-let dir = '';
-afterEach(() => { if (dir) fs.rmSync(dir, { recursive: true, force: true }); dir = ''; });
 
 function setup(cacheBytes: number): { store: Store; vfs: Vfs } {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagefs-wbehind-'));
-  const file = path.join(dir, 'store.db');
-  createStoreFile(file, BS, 256 * MiB);
-  const store = Store.open(file, { readonly: false, cmd: 'test' });
-  return { store, vfs: new Vfs(store, { cacheBytes }) };
+  const { store } = newStore('wbehind', BS, 256 * MiB);
+  return { store, vfs: vfsOf(store, cacheBytes) };
 }
 
 /** One 1 MiB chunk whose bytes name their offset, so a misplaced block shows. */

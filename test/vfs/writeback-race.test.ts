@@ -6,13 +6,12 @@
  * writeback after every microtask while a write that extends the file is in flight.
  */
 import { describe, it, expect } from 'vitest';
-import { newStore } from '../helpers/store.js';
-import { Vfs, type Caller } from '../../src/vfs/vfs.js';
+import { newStore, vfsOf, ROOT_CALLER as me } from '../helpers/store.js';
+import type { Vfs } from '../../src/vfs/vfs.js';
 import * as io from '../../src/vfs/io.js';
 import { ROOT_INO } from '../../src/store/schema.js';
 
 const BS = 4096;
-const me: Caller = { uid: 0, gid: 0, pid: process.pid, umask: 0o022 };
 
 async function readAll(vfs: Vfs, fh: number, ino: number, size: number): Promise<Buffer> {
   const r = await io.read(vfs, fh, ino, size, 0);
@@ -24,7 +23,7 @@ async function readAll(vfs: Vfs, fh: number, ino: number, size: number): Promise
 describe('writeback during a write', () => {
   it('keeps every byte of writes that extend the file, with writebacks at every microtask', async () => {
     const { store } = newStore('wbrace', BS);
-    const vfs = new Vfs(store, { cacheBytes: 256 << 10 });
+    const vfs = vfsOf(store, 256 << 10);
     try {
       const { inode, fh } = io.create(vfs, me, ROOT_INO, Buffer.from('f'), 0o644, 2);
       let want = Buffer.alloc(0);
