@@ -108,16 +108,20 @@ export function fillNow(ctx: OpCtx, mapping: Mapping, first: number, last: numbe
 }
 
 /**
- * Pages [first, last], touched, once all are in the cache. Eviction skips mappings with a
- * fill in flight, so a page can only be gone when the invalidate_lock was switched off
- * (the negative control): undefined, and the caller fills again.
+ * Pages [first, last], touched, once all are in the cache and uptodate; undefined, and
+ * the caller fills again, when one is not. Eviction spares the pages used since a
+ * holder's grant of the invalidate_lock (pagecache.ts), which this fill's own inserts
+ * are, but not a page cached before the grant and left alone since, nor anything when
+ * the lock was switched off (the negative control). With blocks smaller than a page,
+ * such a page may have been partly uptodate: evicted while this fill read its missing
+ * blocks, it is back holding only those.
  */
 function uptodatePages(mapping: Mapping, first: number, last: number): Page[] | undefined {
   const cache = mapping.cache;
   const pages: Page[] = [];
   for (let idx = first; idx <= last; idx++) {
     const p = mapping.get(idx);
-    if (!p) return undefined;
+    if (!p || p.uptodate !== cache.fullMask) return undefined;
     cache.touch(p);
     pages.push(p);
   }

@@ -28,6 +28,8 @@ export interface Lockable {
 export interface Held {
   lock: Lockable;
   mode: LockMode;
+  /** For a shared hold of an RwLock: when it was granted (clock.ts). */
+  at?: number;
 }
 
 /** The locks one operation holds. Create one per request; never share between requests. */

@@ -8,15 +8,29 @@
  * uptodate: a write that covers whole blocks needs no read of the rest.
  *
  * Who may remove a page: invalidation (punch, zero, truncate, copy destination) under
- * the mapping's invalidate_lock exclusive; eviction only of clean pages and only while
- * nobody holds the mapping's invalidate_lock: a fill that looked up the block map before
- * the page went away would re-create the page from what it read, which may be older than
- * what the page held (see fill.ts), and a punch that filled a partial block to zero part
- * of it would find the page gone and leave the old bytes in the store.
+ * the mapping's invalidate_lock exclusive; eviction only of clean pages, and not of
+ * - any page of a mapping whose invalidate_lock is held exclusive: a punch that filled a
+ *   partial block to zero part of it would find the page gone and leave the old bytes in
+ *   the store;
+ * - a page used (inserted or touched) since the grant of the mapping's longest-standing
+ *   shared holder (clock.ts). Such a page may be in that holder's hands: a read building
+ *   its reply from it. And it covers the hazard of fills: a fill looked up the block map
+ *   before a write and its writeback changed a block, and would re-create an evicted page
+ *   from what it read, older than what the page held (fill.ts). Under a fill's shared
+ *   hold only writeback changes blocks (everything else that moves them takes the lock
+ *   exclusive), it writes only dirty blocks, and a block the fill is reading was not
+ *   dirty when the fill began (it was not uptodate); so it was written after the grant,
+ *   and writes touch their pages.
+ * The kernel's reclaim skips locked folios and those in use in the same way, a page at a
+ * time. The rule here was once per mapping (no eviction while anyone held its lock), which
+ * a stream of overlapping fills of one file, a cold sequential read with readahead, held
+ * for as long as the stream: each eviction walked every page of the file to evict none
+ * (a fifth of the daemon's time), and the cache grew past its cap.
  */
 import { RwLock, type LockStats } from './rwlock.js';
 import { I_RWSEM, INVALIDATE_LOCK } from './lockcheck.js';
 import { FramePool, type SlabAllocator } from './frames.js';
+import { tick } from './clock.js';
 
 /** The data of a page no longer in the cache: its frame went back to the pool, and a late write to it must fail, not land in another file's page. */
 const GONE = Buffer.alloc(0);
@@ -26,6 +40,8 @@ export class Page {
   uptodate = 0;
   dirty = 0;
   reserved = 0;
+  /** When it was last inserted or touched (clock.ts); see evictable. */
+  used = tick();
   prev: Page | null = null;
   next: Page | null = null;
   constructor(readonly mapping: Mapping, readonly index: number, public data: Buffer) {}
@@ -113,6 +129,7 @@ export class PageCache {
   }
 
   touch(page: Page): void {
+    page.used = tick();
     if (this.head === page) return;
     this.unlink(page);
     this.linkHead(page);
@@ -160,7 +177,7 @@ export class PageCache {
     let p = this.tail;
     while (over > 0 && p) {
       const prev = p.prev;
-      if (p.dirty === 0 && evictable(p.mapping)) {
+      if (p.dirty === 0 && evictable(p)) {
         this.remove(p);
         this.stats.evictions++;
         over--;
@@ -176,13 +193,12 @@ export class PageCache {
    * at its end, right after its write-behind: the kernel keeps its own copy of every
    * page written through it, so a second copy here is seldom read, and keeping it made
    * every page of a long stream fresh memory, zeroed by the kernel at first touch.
-   * Same rule as eviction: not while anyone holds the mapping's invalidate_lock.
+   * Same rule as eviction (evictable).
    */
   dropBehind(mapping: Mapping, pages: Iterable<Page>, keep: number): number {
-    if (!evictable(mapping)) return 0;
     let n = 0;
     for (const p of pages) {
-      if (p.dirty !== 0 || p.index === keep || mapping.pages.get(p.index) !== p) continue;
+      if (p.dirty !== 0 || p.index === keep || mapping.pages.get(p.index) !== p || !evictable(p)) continue;
       this.remove(p);
       n++;
     }
@@ -207,7 +223,8 @@ export class PageCache {
   }
 }
 
-/** Whether clean pages of `mapping` may leave the cache now: no fill or block move holds its invalidate_lock. */
-function evictable(mapping: Mapping): boolean {
-  return !mapping.invalidateLock.heldShared && !mapping.invalidateLock.heldExclusive;
+/** Whether a clean page may leave the cache now (the rule at the top of this file). */
+export function evictable(page: Page): boolean {
+  const lock = page.mapping.invalidateLock;
+  return !lock.heldExclusive && page.used < lock.oldestSharedGrant;
 }

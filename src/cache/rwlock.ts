@@ -4,6 +4,7 @@
  * Held across awaits; never inside a SQLite transaction body (those do not await).
  */
 import { checkAcquire, type LockClass, type Lockable, type LockMode, type OpCtx } from './lockcheck.js';
+import { tick } from './clock.js';
 
 export interface LockStats {
   waits: number;
@@ -21,6 +22,8 @@ export class RwLock implements Lockable {
   private readers = 0;
   private writer = false;
   private readonly queue: Waiter[] = [];
+  /** When each current shared holder was granted (clock.ts), ascending: grants come in clock order. */
+  private readonly sharedGrants: number[] = [];
 
   constructor(readonly cls: LockClass, readonly ino: number, private readonly stats: LockStats) {}
 
@@ -31,6 +34,11 @@ export class RwLock implements Lockable {
 
   get heldExclusive(): boolean {
     return this.writer;
+  }
+
+  /** The grant of the longest-standing shared holder (clock.ts); Infinity when none holds it shared. */
+  get oldestSharedGrant(): number {
+    return this.sharedGrants.length > 0 ? this.sharedGrants[0] : Infinity;
   }
 
   acquire(ctx: OpCtx, mode: LockMode): Promise<void> | void {
@@ -54,9 +62,12 @@ export class RwLock implements Lockable {
   release(ctx: OpCtx, mode: LockMode): void {
     const i = ctx.held.findIndex((h) => h.lock === this && h.mode === mode);
     if (i < 0) throw new Error(`${ctx.op}: releasing ${this.cls.name}(ino ${this.ino}) ${mode} which it does not hold`);
-    ctx.held.splice(i, 1);
+    const [h] = ctx.held.splice(i, 1);
     if (mode === 'exclusive') this.writer = false;
-    else this.readers--;
+    else {
+      this.readers--;
+      this.sharedGrants.splice(this.sharedGrants.indexOf(h.at!), 1);
+    }
     this.wake();
   }
 
@@ -65,9 +76,15 @@ export class RwLock implements Lockable {
   }
 
   private grant(ctx: OpCtx, mode: LockMode): void {
-    if (mode === 'exclusive') this.writer = true;
-    else this.readers++;
-    ctx.held.push({ lock: this, mode });
+    if (mode === 'exclusive') {
+      this.writer = true;
+      ctx.held.push({ lock: this, mode });
+      return;
+    }
+    this.readers++;
+    const at = tick();
+    this.sharedGrants.push(at);
+    ctx.held.push({ lock: this, mode, at });
   }
 
   private wake(): void {
