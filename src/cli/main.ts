@@ -7,6 +7,7 @@ import { Command, Option, CommanderError } from 'commander';
 import { UserError } from '../util/errors.js';
 import { mkfsCommand } from './mkfs.js';
 import { mountCommand } from './mount.js';
+import { defaultReaderThreads } from '../store/readers.js';
 import { umountCommand } from './umount.js';
 import { fsckCommand } from './fsck.js';
 import { statCommand } from './stat.js';
@@ -68,7 +69,9 @@ program.command('mount')
   .option('-o, --options <opts>', 'comma-separated mount options: FUSE ones (allow_other, ro, noatime, ...) and pagefs\'s own ' +
     '(cache_size=SIZE, debug_locks); repeatable', (v: string, prev: string[]) => [...prev, v], [] as string[])
   .option('--cache-size <size>', 'page cache cap (clean and dirty pages together)', '256M')
-  .option('--read-threads <n>', 'block-reader threads with their own SQLite connections, so that large cache fills overlap other requests (reads of up to 16 KiB stay on the main thread); 0 reads everything on the main thread', '2')
+  .addOption(new Option('--read-threads <n>', 'block-reader threads with their own SQLite connections, so that large cache fills overlap other requests ' +
+    '(reads of up to 16 KiB stay on the main thread); 0 reads everything on the main thread')
+    .default(String(defaultReaderThreads()), '1 on a machine with two CPUs or fewer, else 2'))
   .option('--poll-us <us>', 'after a request that came within this many microseconds of the daemon finishing the one before, poll for the next ' +
     'that long before sleeping (a process waiting on one request at a time sends it in a few microseconds, and a sleep ' +
     'and wake-up costs more on a virtual machine); 0 never polls; at most 10000', '50')

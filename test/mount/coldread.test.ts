@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import { mountFresh, pagefs, sh, expectCleanLog, type Mounted } from '../helpers/mount.js';
 import path from 'node:path';
 import { mountDevice } from '../../src/fuse/readahead.js';
+import { defaultReaderThreads } from '../../src/store/readers.js';
 
 let m: Mounted | null = null;
 afterEach(async () => {
@@ -39,7 +40,7 @@ describe('readahead window', () => {
 });
 
 describe('block reads', () => {
-  async function readers(mp: string): Promise<{ reads: number; syncReads: number }> {
+  async function readers(mp: string): Promise<{ threads: number; reads: number; syncReads: number }> {
     const r = await pagefs(['stat', mp, '--json']);
     expect(r.code, r.stderr).toBe(0);
     return JSON.parse(r.stdout).live.readers;
@@ -57,6 +58,16 @@ describe('block reads', () => {
     expect((await sh(`cat ${f} > /dev/null`)).code).toBe(0);
     const all = await readers(m.mp);
     expect(all.reads).toBeGreaterThan(0);
+    expectCleanLog(m);
+  });
+
+  it('one reader thread on two CPUs or fewer, two on more, unless --read-threads says', async () => {
+    expect([1, 2, 3, 4, 64].map((n) => defaultReaderThreads(n))).toEqual([1, 1, 2, 2, 2]);
+    m = await mountFresh({ capacity: '64M' });
+    expect((await readers(m.mp)).threads).toBe(defaultReaderThreads());
+    await m.cleanup();
+    m = await mountFresh({ capacity: '64M', mountArgs: ['--read-threads', '3'] });
+    expect((await readers(m.mp)).threads).toBe(3);
     expectCleanLog(m);
   });
 });
