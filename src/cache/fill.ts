@@ -21,8 +21,11 @@ import { BMAP_UNWRITTEN } from '../store/schema.js';
 export interface BlockSource {
   /** Mapped blocks of `ino` in [first, last] (synchronous: the store's map lookup). */
   lookup(ino: number, first: number, last: number): FillEntry[];
-  /** Reads whole blocks by physical number; undefined for a block with no bytes. */
-  read(pblocks: number[]): Promise<(Buffer | undefined)[]>;
+  /**
+   * Reads whole blocks by physical number; undefined for a block with no bytes. The
+   * bytes stay valid until `release`, if the result has one, is called.
+   */
+  read(pblocks: number[]): Promise<(Buffer | undefined)[] & { release?: () => void }>;
   /** Reads of at most `max` blocks the source answers at once, on this thread (fillNow). */
   now?: { max(): number; read(pblocks: number[]): (Buffer | undefined)[] };
 }
@@ -155,8 +158,12 @@ async function fillBlocks(mapping: Mapping, missing: number[], src: BlockSource)
   const plan = planFill(mapping, missing, src);
   if (fillDebug.afterLookupMs > 0) await sleep(fillDebug.afterLookupMs);
   const datas = plan.toRead.length > 0 ? await src.read(plan.toRead) : [];
-  if (fillDebug.beforeInsertMs > 0) await sleep(fillDebug.beforeInsertMs);
-  insertFilled(mapping, missing, plan, datas);
+  try {
+    if (fillDebug.beforeInsertMs > 0) await sleep(fillDebug.beforeInsertMs);
+    insertFilled(mapping, missing, plan, datas);
+  } finally {
+    (datas as { release?: () => void }).release?.();
+  }
 }
 
 /** Puts what a fill read into pages; blocks without bytes (holes, unwritten) read as zeros. Never overwrites an uptodate block. */

@@ -79,7 +79,7 @@ export async function statCommand(target: string, opts: { json?: boolean }): Pro
         ['evictions', `${c.evictions} evictions, ${c.droppedBehind ?? 0} pages dropped behind streaming writes, ${c.invalidations} invalidations`],
         ['writeback', `${c.writebacks} writebacks of ${c.writebackPages} pages`],
         ['locks', `${c.lock.waits} waits, ${(c.lock.waitNs / 1e6).toFixed(1)} ms waiting; checker ${live.lockChecker.enabled ? 'on' : 'off'}, ${live.lockChecker.violations} violations`],
-        ['readers', `${live.readers.threads} threads, ${live.readers.reads} reads of ${live.readers.blocks} blocks, at most ${live.readers.maxOutstanding} at once; ${live.readers.syncReads ?? 0} small reads on the main thread`],
+        ['readers', `${live.readers.threads} threads, ${live.readers.reads} reads of ${live.readers.blocks} blocks, at most ${live.readers.maxOutstanding} at once, ${live.readers.stagedReads ?? 0} through the staging bays; ${live.readers.syncReads ?? 0} small reads on the main thread`],
       );
       const mem = live.memory;
       if (mem) {

@@ -135,7 +135,7 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
       capacityPages: vfs.cache.capacityPages,
       pageSize: vfs.cache.pageSize,
     },
-    readers: { threads: readers.threads, ...readers.stats },
+    readers: { threads: readers.threads, idleBays: readers.idleBays, ...readers.stats },
     blocks: { used: store.blocks.used, reserved: store.blocks.reserved, capacity: store.blocks.capacity },
     commits: store.commits,
     inodesInMemory: vfs.icache.size,

@@ -2,8 +2,9 @@
  * A block-reader thread: its own read-only SQLite connection, so that block reads of
  * one request overlap the event loop's work on others (and the window between a fill's
  * block-map lookup and its block read is real, which is what the invalidate_lock
- * guards). Each message asks for blocks by physical number; the reply hands the bytes
- * back without copying (transferred ArrayBuffers).
+ * guards). Each message asks for blocks by physical number; the thread writes their bytes
+ * into the bay of the staging area the message names (readers.ts), or, without one,
+ * hands them back as transferred ArrayBuffers.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
@@ -45,8 +46,31 @@ function readAll(pblocks: number[]): (Buffer | undefined)[] {
   return out;
 }
 
-parentPort!.on('message', (msg: { id: number; pblocks: number[] }) => {
+/** The staging area shared with the parent (readers.ts): bay b starts at b * bayBytes, block i of a read at i * blockSize in its bay. */
+const stage = new Uint8Array(workerData.stage as SharedArrayBuffer);
+const bayBytes = workerData.bayBytes as number;
+const blockSize = workerData.blockSize as number;
+
+parentPort!.on('message', (msg: { id: number; pblocks: number[]; bay: number }) => {
   try {
+    if (msg.bay >= 0) {
+      const base = msg.bay * bayBytes;
+      const lens = new Int32Array(msg.pblocks.length);
+      const bufs = readAll(msg.pblocks);
+      // A loop, not forEach: blocks with no row are holes in the array, which forEach skips.
+      for (let i = 0; i < bufs.length; i++) {
+        const b = bufs[i];
+        if (!b) {
+          lens[i] = -1;
+          continue;
+        }
+        if (b.length > blockSize) throw new Error(`block ${msg.pblocks[i]} holds ${b.length} bytes, more than a block`);
+        stage.set(b, base + i * blockSize);
+        lens[i] = b.length;
+      }
+      parentPort!.postMessage({ id: msg.id, lens });
+      return;
+    }
     const bufs: (ArrayBuffer | null)[] = [];
     const transfer = new Set<ArrayBuffer>();
     for (const b of readAll(msg.pblocks)) {

@@ -40,7 +40,7 @@ describe('readahead window', () => {
 });
 
 describe('block reads', () => {
-  async function readers(mp: string): Promise<{ threads: number; reads: number; syncReads: number }> {
+  async function readers(mp: string): Promise<{ threads: number; reads: number; syncReads: number; stagedReads: number; idleBays: number }> {
     const r = await pagefs(['stat', mp, '--json']);
     expect(r.code, r.stderr).toBe(0);
     return JSON.parse(r.stdout).live.readers;
@@ -58,6 +58,9 @@ describe('block reads', () => {
     expect((await sh(`cat ${f} > /dev/null`)).code).toBe(0);
     const all = await readers(m.mp);
     expect(all.reads).toBeGreaterThan(0);
+    // Through the threads' staging bays, every one given back once its fill was inserted.
+    expect(all.stagedReads).toBeGreaterThan(0);
+    expect(all.idleBays).toBe(all.threads * 4);
     expectCleanLog(m);
   });
 

@@ -2,7 +2,7 @@
 import { describe, it, expect } from 'vitest';
 import path from 'node:path';
 import { newStore } from '../helpers/store.js';
-import { ReaderPool, SYNC_MAX_BYTES } from '../../src/store/readers.js';
+import { ReaderPool, SYNC_MAX_BYTES, BAY_BYTES } from '../../src/store/readers.js';
 
 const BS = 4096;
 
@@ -29,6 +29,54 @@ describe('ReaderPool', () => {
           else expect(got[k][i]!.equals(want), `block ${p}`).toBe(true);
         });
       }
+    } finally {
+      await pool.close();
+      store.db.close();
+    }
+  }, 30_000);
+
+  it('keeps a read\'s staged bytes until it is released; reads beyond the bays, or larger than one, come back as buffers', async () => {
+    const { file, store } = newStore('readers', BS, 128 << 20);
+    const big = BAY_BYTES / BS + 1;
+    store.txn(() => { for (let p = 1; p <= 1100; p++) store.blocks.writeData(p, Buffer.alloc(BS, p % 256)); });
+    const pool = new ReaderPool(file, 1, store.blocks, BS);
+    const run = (first: number, n: number) => Array.from({ length: n }, (_, i) => first + i);
+    const check = (got: (Buffer | undefined)[], pblocks: number[]) => {
+      expect(got.length).toBe(pblocks.length);
+      pblocks.forEach((p, i) => expect(got[i]!.equals(Buffer.alloc(BS, p % 256)), `block ${p}`).toBe(true));
+    };
+    try {
+      const idle = pool.idleBays;
+      expect(idle).toBe(4);
+      const asks = [run(1, 64), run(100, 64), run(200, 64), run(300, 64), run(400, 64), run(500, 64)];
+      // Six at once: four in the bays, two as buffers.
+      const held = await Promise.all(asks.map((a) => pool.read(a)));
+      expect(pool.stats.stagedReads).toBe(4);
+      expect(held.filter((d) => d.release).length).toBe(4);
+      expect(pool.idleBays).toBe(0);
+      // Every bay is still held: more reads come as buffers and overwrite nothing.
+      check(await pool.read(run(600, 64)), run(600, 64));
+      expect(pool.stats.stagedReads).toBe(4);
+      held.forEach((d, k) => check(d, asks[k]));
+      // Released, the bays are written again, and what was read into them before is gone.
+      const first = held.find((d) => d.release)!;
+      const firstAsk = asks[held.indexOf(first)];
+      for (const d of held) d.release?.();
+      expect(pool.idleBays).toBe(idle);
+      const later = await Promise.all([run(700, 64), run(800, 64), run(900, 64), run(1000, 64)].map((a) => pool.read(a)));
+      expect(pool.stats.stagedReads).toBe(8);
+      expect(first.some((b, i) => !b!.equals(Buffer.alloc(BS, firstAsk[i] % 256)))).toBe(true);
+      for (const d of later) d.release?.();
+      // Larger than a bay: buffers, with a bay free.
+      const whole = await pool.read(run(1, big));
+      expect(whole.release).toBeUndefined();
+      check(whole, run(1, big));
+      expect(pool.stats.stagedReads).toBe(8);
+      // Released twice, a bay is given back once.
+      const once = await pool.read(run(1, 64));
+      once.release!();
+      once.release!();
+      expect(pool.idleBays).toBe(idle);
     } finally {
       await pool.close();
       store.db.close();
