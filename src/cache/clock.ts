@@ -1,6 +1,6 @@
 /**
  * One counter that orders the cache's events: shared grants of an invalidate_lock, and
- * uses of pages (insert, touch, claimed by a fill). Eviction compares them: a page used
+ * uses of pages (insert, touch). Eviction compares them: a page used
  * at or after the grant of some holder of its mapping's lock may be in that holder's
  * hands; one used only before every current grant is not (PageCache.shrink).
  *

@@ -19,7 +19,7 @@ import type { FillEntry } from '../store/blocks.js';
 import { BMAP_UNWRITTEN } from '../store/schema.js';
 
 export interface BlockSource {
-  /** Mapped blocks of `ino` in [first, last] (synchronous: the store's map lookup). */
+  /** Mapped blocks of `ino` in [first, last], ascending (synchronous: the store's map lookup). */
   lookup(ino: number, first: number, last: number): FillEntry[];
   /**
    * Reads whole blocks by physical number; undefined for a block with no bytes. The

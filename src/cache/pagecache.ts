@@ -169,7 +169,7 @@ export class PageCache {
 
   /**
    * Evicts clean pages from the cold end until the cache is under its cap. Returns the
-   * number of pages still over the cap (dirty ones, or of mappings being filled): the
+   * number of pages still over the cap (dirty ones, or ones evictable says must stay): the
    * caller writes back and calls again.
    */
   shrink(): number {

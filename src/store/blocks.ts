@@ -84,7 +84,9 @@ export class BlockTable {
       WHERE b.ino = ? AND b.fblock = ?`);
     // No join with refs and raw rows: a fill needs no refcount, and the rows are per block
     // (a 1 MiB read looks up 256), so objects and the join were most of the lookup's cost.
-    this.fillMapStmt = db.prepare('SELECT fblock, pblock, flags FROM bmap WHERE ino = ? AND fblock >= ? AND fblock <= ?').raw();
+    // Ascending, said so: fills walk it alongside their missing blocks (fill.ts). The
+    // primary key's order makes the ORDER BY free.
+    this.fillMapStmt = db.prepare('SELECT fblock, pblock, flags FROM bmap WHERE ino = ? AND fblock >= ? AND fblock <= ? ORDER BY fblock').raw();
     this.upsertMapStmt = db.prepare('INSERT OR REPLACE INTO bmap (ino, fblock, pblock, flags) VALUES (?, ?, ?, ?)');
     this.deleteMapRangeStmt = db.prepare('DELETE FROM bmap WHERE ino = ? AND fblock >= ? AND fblock <= ?');
     this.mapRowsRangeStmt = db.prepare('SELECT pblock FROM bmap WHERE ino = ? AND fblock >= ? AND fblock <= ?').pluck();

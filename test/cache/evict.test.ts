@@ -154,6 +154,27 @@ describe('eviction while fills hold the invalidate_lock', () => {
     expect(got.subarray(3 * bs).equals(Buffer.alloc(bs, 23))).toBe(true);
   });
 
+  it('keeps what was used since the longest-standing of two shared holders was granted, until it lets go', async () => {
+    const { vfs } = setup(256 * 1024);
+    const { inode, fh } = await coldFile(vfs, 'held', 64);
+    const other = await coldFile(vfs, 'other', 256);
+    const m = inode.mapping!;
+    const first = new OpCtx('test holder 1');
+    const second = new OpCtx('test holder 2');
+    await m.invalidateLock.acquire(first, 'shared');
+    // Used after the first grant and before the second.
+    await readBytes(vfs, fh, inode.ino, 64 * BS, 0);
+    await m.invalidateLock.acquire(second, 'shared');
+    const churn = async () => { for (let b = 0; b < 256; b += 16) await readBytes(vfs, other.fh, other.inode.ino, 16 * BS, b * BS); };
+    await churn();
+    expect(m.pages.size).toBe(64);
+    // Only the second holder is left, granted after the pages were used.
+    m.invalidateLock.release(first, 'shared');
+    await churn();
+    expect(m.pages.size).toBe(0);
+    m.invalidateLock.release(second, 'shared');
+  });
+
   it('evicts pages cached before a shared holder\'s grant, and none of a mapping held exclusive', async () => {
     const { vfs } = setup(256 * 1024);
     const { inode, fh } = await coldFile(vfs, 'held', 64);
