@@ -16,16 +16,14 @@
 import { assertHeld, type OpCtx } from './lockcheck.js';
 import type { Mapping, Page } from './pagecache.js';
 import type { FillEntry } from '../store/blocks.js';
+import type { BlockData } from '../store/readers.js';
 import { BMAP_UNWRITTEN } from '../store/schema.js';
 
 export interface BlockSource {
   /** Mapped blocks of `ino` in [first, last], ascending (synchronous: the store's map lookup). */
   lookup(ino: number, first: number, last: number): FillEntry[];
-  /**
-   * Reads whole blocks by physical number; undefined for a block with no bytes. The
-   * bytes stay valid until `release`, if the result has one, is called.
-   */
-  read(pblocks: number[]): Promise<(Buffer | undefined)[] & { release?: () => void }>;
+  /** Reads whole blocks by physical number (BlockData: valid until its release, if it has one). */
+  read(pblocks: number[]): Promise<BlockData>;
   /** Reads of at most `max` blocks the source answers at once, on this thread (fillNow). */
   now?: { max(): number; read(pblocks: number[]): (Buffer | undefined)[] };
 }
@@ -163,12 +161,12 @@ function planFill(mapping: Mapping, missing: number[], src: BlockSource): FillPl
 async function fillBlocks(mapping: Mapping, missing: number[], src: BlockSource): Promise<void> {
   const plan = planFill(mapping, missing, src);
   if (fillDebug.afterLookupMs > 0) await sleep(fillDebug.afterLookupMs);
-  const datas = plan.toRead.length > 0 ? await src.read(plan.toRead) : [];
+  const datas: BlockData = plan.toRead.length > 0 ? await src.read(plan.toRead) : [];
   try {
     if (fillDebug.beforeInsertMs > 0) await sleep(fillDebug.beforeInsertMs);
     insertFilled(mapping, missing, plan, datas);
   } finally {
-    (datas as { release?: () => void }).release?.();
+    datas.release?.();
   }
 }
 

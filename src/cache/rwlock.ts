@@ -18,18 +18,17 @@ interface Waiter {
 }
 
 export class RwLock implements Lockable {
-  /** Guards: readers, writer, queue. */
-  private readers = 0;
+  /** Guards: sharedGrants, writer, queue. */
   private writer = false;
   private readonly queue: Waiter[] = [];
-  /** When each current shared holder was granted (clock.ts), ascending: grants come in clock order. */
+  /** When each current shared holder was granted (clock.ts), ascending: grants come in clock order. One per holder. */
   private readonly sharedGrants: number[] = [];
 
   constructor(readonly cls: LockClass, readonly ino: number, private readonly stats: LockStats) {}
 
   /** True while some operation holds it shared (a fill is in flight). */
   get heldShared(): boolean {
-    return this.readers > 0;
+    return this.sharedGrants.length > 0;
   }
 
   get heldExclusive(): boolean {
@@ -64,15 +63,12 @@ export class RwLock implements Lockable {
     if (i < 0) throw new Error(`${ctx.op}: releasing ${this.cls.name}(ino ${this.ino}) ${mode} which it does not hold`);
     const [h] = ctx.held.splice(i, 1);
     if (mode === 'exclusive') this.writer = false;
-    else {
-      this.readers--;
-      this.sharedGrants.splice(this.sharedGrants.indexOf(h.at!), 1);
-    }
+    else this.sharedGrants.splice(this.sharedGrants.indexOf(h.at!), 1);
     this.wake();
   }
 
   private grantable(mode: LockMode): boolean {
-    return mode === 'shared' ? !this.writer : !this.writer && this.readers === 0;
+    return mode === 'shared' ? !this.writer : !this.writer && this.sharedGrants.length === 0;
   }
 
   private grant(ctx: OpCtx, mode: LockMode): void {
@@ -81,7 +77,6 @@ export class RwLock implements Lockable {
       ctx.held.push({ lock: this, mode });
       return;
     }
-    this.readers++;
     const at = tick();
     this.sharedGrants.push(at);
     ctx.held.push({ lock: this, mode, at });

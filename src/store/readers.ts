@@ -37,9 +37,7 @@ interface Slot {
   outstanding: number;
   /** Requests sent to this thread and not answered yet. */
   ids: Set<number>;
-  /** Shared with the thread: BAYS bays of BAY_BYTES. */
-  stage: SharedArrayBuffer;
-  /** Bays no read holds. */
+  /** Bays of its staging area (BAYS of BAY_BYTES, shared with the thread) no read holds. */
   freeBays: number[];
 }
 
@@ -87,7 +85,7 @@ export class ReaderPool {
     for (let i = 0; i < threads; i++) {
       const stage = new SharedArrayBuffer(BAYS * BAY_BYTES);
       const worker = new Worker(script, { workerData: { path: storePath, stage, bayBytes: BAY_BYTES, blockSize } });
-      const slot: Slot = { worker, outstanding: 0, ids: new Set(), stage, freeBays: Array.from({ length: BAYS }, (_, i) => i) };
+      const slot: Slot = { worker, outstanding: 0, ids: new Set(), freeBays: Array.from({ length: BAYS }, (_, i) => i) };
       worker.on('message', (msg: { id: number; bufs?: (ArrayBuffer | null)[]; lens?: Int32Array; error?: string }) => {
         const p = this.pending.get(msg.id);
         if (!p) return;

@@ -52,7 +52,7 @@ export interface VfsOptions {
   cacheBytes: number;
   invalidator?: Invalidator;
   /** Reads block bytes (a ReaderPool); by default synchronously on the store's connection. */
-  readBlocks?: (pblocks: number[]) => Promise<(Buffer | undefined)[]>;
+  readBlocks?: BlockSource['read'];
   /** The reads it answers at once (the pool's `now`); by default those of at most SYNC_MAX_BYTES, as the pool's. */
   readBlocksNow?: BlockSource['now'];
   /** Memory for the page cache's frames (the daemon's: huge-page slabs from the addon); by default Buffers. */

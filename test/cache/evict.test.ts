@@ -58,6 +58,12 @@ async function coldFile(vfs: Vfs, name: string, blocks: number): Promise<{ inode
   return { inode, fh };
 }
 
+/** Reads all of a file of `blocks` blocks, 16 blocks a read: eviction pressure on the rest of the cache. */
+async function readThrough(vfs: Vfs, f: { inode: Inode; fh: number }, blocks: number): Promise<void> {
+  const bs = vfs.blockSize;
+  for (let b = 0; b < blocks; b += 16) await readBytes(vfs, f.fh, f.inode.ino, 16 * bs, b * bs);
+}
+
 async function readBytes(vfs: Vfs, fh: number, ino: number, size: number, off: number): Promise<Buffer> {
   const r = await io.read(vfs, fh, ino, size, off);
   const b = Buffer.concat(r.bufs);
@@ -115,7 +121,7 @@ describe('eviction while fills hold the invalidate_lock', () => {
     expect(inode.mapping!.get(3)!.dirty).toBe(0);
     // Fill the cache with the other file, several times over: page 3 is the coldest.
     source.gate = null;
-    for (let b = 0; b < 256; b += 16) await readBytes(vfs, other.fh, other.inode.ino, 16 * BS, b * BS);
+    await readThrough(vfs, other, 256);
     expect(vfs.cache.stats.evictions).toBeGreaterThan(100);
     expect(inode.mapping!.get(3)?.data.equals(fresh)).toBe(true);
     open();
@@ -144,7 +150,7 @@ describe('eviction while fills hold the invalidate_lock', () => {
     expect(source.reads).toBe(1);
     // The page was used before the fill's grant: eviction may take it meanwhile.
     source.gate = null;
-    for (let b = 0; b < 1024; b += 16) await readBytes(vfs, other.fh, other.inode.ino, 16 * bs, b * bs);
+    await readThrough(vfs, other, 1024);
     expect(inode.mapping!.get(5)).toBeUndefined();
     open();
     const r = await pending;
@@ -165,12 +171,11 @@ describe('eviction while fills hold the invalidate_lock', () => {
     // Used after the first grant and before the second.
     await readBytes(vfs, fh, inode.ino, 64 * BS, 0);
     await m.invalidateLock.acquire(second, 'shared');
-    const churn = async () => { for (let b = 0; b < 256; b += 16) await readBytes(vfs, other.fh, other.inode.ino, 16 * BS, b * BS); };
-    await churn();
+    await readThrough(vfs, other, 256);
     expect(m.pages.size).toBe(64);
     // Only the second holder is left, granted after the pages were used.
     m.invalidateLock.release(first, 'shared');
-    await churn();
+    await readThrough(vfs, other, 256);
     expect(m.pages.size).toBe(0);
     m.invalidateLock.release(second, 'shared');
   });
@@ -184,11 +189,11 @@ describe('eviction while fills hold the invalidate_lock', () => {
     expect(m.pages.size).toBe(64);
     const ctx = new OpCtx('test holder');
     await m.invalidateLock.acquire(ctx, 'exclusive');
-    for (let b = 0; b < 256; b += 16) await readBytes(vfs, other.fh, other.inode.ino, 16 * BS, b * BS);
+    await readThrough(vfs, other, 256);
     expect(m.pages.size).toBe(64);
     m.invalidateLock.release(ctx, 'exclusive');
     await m.invalidateLock.acquire(ctx, 'shared');
-    for (let b = 0; b < 256; b += 16) await readBytes(vfs, other.fh, other.inode.ino, 16 * BS, b * BS);
+    await readThrough(vfs, other, 256);
     expect(m.pages.size).toBe(0);
     m.invalidateLock.release(ctx, 'shared');
   });
