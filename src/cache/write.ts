@@ -91,14 +91,19 @@ function partialBlocks(off: number, end: number, bs: number, fb0: number, fb1: n
 /** Blocks in [fb0, fb1] that will need a new block at writeback and hold no reservation yet. */
 export function reservationsNeeded(mapping: Mapping, fb0: number, fb1: number, blocks: BlockTable): number[] {
   const { bpp } = mapping.cache;
+  const reserved = (fb: number) => ((mapping.get(Math.floor(fb / bpp))?.reserved ?? 0) & (1 << (fb % bpp))) !== 0;
+  // Most writes overwrite blocks known to be the file's own or already reserved: then
+  // the store need not be asked.
+  let known = true;
+  for (let fb = fb0; fb <= fb1 && known; fb++) known = reserved(fb) || blocks.knownOwned(mapping.ino, fb);
+  if (known) return [];
   const owned = blocks.ownedBlocks(mapping.ino, fb0, fb1);
   let e = 0;
   const out: number[] = [];
   for (let fb = fb0; fb <= fb1; fb++) {
     while (e < owned.length && owned[e] < fb) e++;
     if (e < owned.length && owned[e] === fb) continue;
-    const page = mapping.get(Math.floor(fb / bpp));
-    if (page && page.reserved & (1 << (fb % bpp))) continue;
+    if (reserved(fb)) continue;
     out.push(fb);
   }
   return out;

@@ -257,7 +257,7 @@ export class Vfs {
     this.store.blocks.unmapRange(ino, 0, Number.MAX_SAFE_INTEGER);
     this.store.xattrs.removeAll(ino);
     this.store.inodes.delete(ino);
-    this.store.blocks.forgetCount(ino);
+    this.store.blocks.forgetInode(ino);
   }
 
   /** Flushes everything (unmount, SIGTERM): every dirty page reaches the store durably. */

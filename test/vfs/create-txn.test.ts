@@ -57,7 +57,7 @@ describe('create', () => {
       expect(asked).toBe(0);
       // An inode loaded from the store is counted there.
       vfs.icache.delete(inode.ino);
-      store.blocks.forgetCount(inode.ino);
+      store.blocks.forgetInode(inode.ino);
       expect(encodeAttr(vfs, vfs.inode(inode.ino).rec)[A.blocks]).toBe(0);
       expect(asked).toBe(1);
     } finally {
