@@ -50,7 +50,7 @@ export class BlockTable {
    * asks which of its blocks it overwrites in place (reservationsNeeded); asking SQLite
    * was a tenth of the daemon's samples in a 4 KiB random-write profile. Only a positive
    * answer is kept: a bit is set by what finds or makes a block owned (ownedBlocks,
-   * writeBlock) and cleared by everything that can unmap a block or share it (unmapRange,
+   * writeBlock: writeback and a truncation's tail block) and cleared by everything that can unmap a block or share it (unmapRange,
    * shareRange's source, shift), so a set bit is always true; a rolled-back
    * transaction forgets all. A block that becomes owned behind a clear bit (the other
    * file let go of its share) is only asked about again.
@@ -214,6 +214,16 @@ export class BlockTable {
   /** Forgets what is kept in memory of an inode's blocks (the inode was removed). */
   forgetInode(ino: number): void {
     this.mappedCounts.delete(ino);
+    this.ownedKnown.delete(ino);
+  }
+
+  /**
+   * Forgets which of an inode's blocks it owns (the inode left memory): about 1 KiB per
+   * inode and 4,096 blocks, which kept for every file ever written would grow without
+   * bound. Its count stays: a few bytes, and recounting a big file costs a scan of its
+   * block map.
+   */
+  forgetOwned(ino: number): void {
     this.ownedKnown.delete(ino);
   }
 

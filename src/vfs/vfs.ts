@@ -234,6 +234,7 @@ export class Vfs {
     } else {
       this.writeback(inode);
       this.dropPages(inode);
+      this.store.blocks.forgetOwned(inode.ino);
     }
     this.icache.delete(inode.ino);
   }
