@@ -49,11 +49,11 @@ export class BlockTable {
    * File blocks known to map a block of their own (refcount 1), per inode. Every write
    * asks which of its blocks it overwrites in place (reservationsNeeded); asking SQLite
    * was a tenth of the daemon's samples in a 4 KiB random-write profile. Only a positive
-   * answer is kept: a bit is set by what finds or makes a block owned (ownedBlocks,
-   * writeBlock: writeback and a truncation's tail block) and cleared by everything that can unmap a block or share it (unmapRange,
-   * shareRange's source, shift), so a set bit is always true; a rolled-back
-   * transaction forgets all. A block that becomes owned behind a clear bit (the other
-   * file let go of its share) is only asked about again.
+   * answer is kept: a bit is set by what finds or makes a block owned (ownedBlocks;
+   * writeBlock, for writeback and a truncation's tail block) and cleared by everything
+   * that can unmap a block or share it (unmapRange, shareRange's source, shift), so a set
+   * bit is always true; a rolled-back transaction forgets all. A block that becomes owned
+   * behind a clear bit (the other file let go of its share) is only asked about again.
    */
   private readonly ownedKnown = new Map<number, SparseBitset>();
 
@@ -214,7 +214,7 @@ export class BlockTable {
   /** Forgets what is kept in memory of an inode's blocks (the inode was removed). */
   forgetInode(ino: number): void {
     this.mappedCounts.delete(ino);
-    this.ownedKnown.delete(ino);
+    this.forgetOwned(ino);
   }
 
   /**
@@ -340,7 +340,7 @@ export class BlockTable {
 
   /** Moves every mapping of `ino` at or after `from` by `delta` blocks (collapse: negative, insert: positive). */
   shift(ino: number, from: number, delta: number): void {
-    this.ownedKnown.delete(ino);
+    this.forgetOwned(ino);
     this.shiftStmt.run(delta, ino, from);
     this.unflipStmt.run(ino);
   }
