@@ -28,6 +28,7 @@ static void fill_open_flags(struct fuse_file_info *fi, uint32_t flags) {
   fi->keep_cache = (flags & PS_OPEN_KEEP_CACHE) != 0;
   fi->nonseekable = (flags & PS_OPEN_NONSEEKABLE) != 0;
   fi->cache_readdir = (flags & PS_OPEN_CACHE_READDIR) != 0;
+  fi->noflush = (flags & PS_OPEN_NOFLUSH) != 0;
 }
 
 /* (ino, generation, attr, attrTimeout, entryTimeout) starting at argv[0]. */

@@ -56,6 +56,7 @@ enum ps_attr {
 #define PS_OPEN_KEEP_CACHE 2
 #define PS_OPEN_NONSEEKABLE 4
 #define PS_OPEN_CACHE_READDIR 8
+#define PS_OPEN_NOFLUSH 16
 
 /*
  * One mounted session. Never freed: replies from JavaScript keep pointing at `se`

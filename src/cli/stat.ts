@@ -81,6 +81,8 @@ export async function statCommand(target: string, opts: { json?: boolean }): Pro
         ['locks', `${c.lock.waits} waits, ${(c.lock.waitNs / 1e6).toFixed(1)} ms waiting; checker ${live.lockChecker.enabled ? 'on' : 'off'}, ${live.lockChecker.violations} violations`],
         ['readers', `${live.readers.threads} threads, ${live.readers.reads} reads of ${live.readers.blocks} blocks, at most ${live.readers.maxOutstanding} at once, ${live.readers.stagedReads ?? 0} through the staging bays; ${live.readers.syncReads ?? 0} small reads on the main thread`],
       );
+      const reqs = Object.entries(live.requests ?? {}) as [string, number][];
+      if (reqs.length) lines.push(['requests', reqs.sort((a, b) => b[1] - a[1]).map(([op, n]) => `${op} ${n}`).join(', ')]);
       const mem = live.memory;
       if (mem) {
         lines.push(['memory', `rss ${formatSize(mem.rss)}, JS heap ${formatSize(mem.heapUsed)} of ${formatSize(mem.heapTotal)}, ` +

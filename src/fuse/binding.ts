@@ -30,6 +30,7 @@ export const OPEN_DIRECT_IO = 1;
 export const OPEN_KEEP_CACHE = 2;
 export const OPEN_NONSEEKABLE = 4;
 export const OPEN_CACHE_READDIR = 8;
+export const OPEN_NOFLUSH = 16;
 
 /** SETATTR to_set bits, as in fuse_lowlevel.h. */
 export const SET = {

@@ -122,6 +122,7 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
   const orphans = vfs.recoverOrphans();
   if (orphans > 0) opts.log(`removed ${orphans} orphaned inode(s) left by an unclean shutdown`);
 
+  let dispatcher: Dispatcher | undefined;
   const stopControl = serveControl(process.pid, () => ({
     pid: process.pid,
     store: opts.store,
@@ -138,6 +139,7 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
     readers: { threads: readers.threads, idleBays: readers.idleBays, ...readers.stats },
     blocks: { used: store.blocks.used, reserved: store.blocks.reserved, capacity: store.blocks.capacity },
     commits: store.commits,
+    requests: dispatcher?.requestCounts() ?? {},
     inodesInMemory: vfs.icache.size,
     openHandles: vfs.handles.size,
     lockChecker: { enabled: lockChecker.enabled, violations: lockChecker.violations },
@@ -170,7 +172,7 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
       for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.off(s, onSignal);
       void readers.close().then(() => resolve(code));
     };
-    const dispatcher = new Dispatcher(vfs, fuse, {
+    const dispatch = dispatcher = new Dispatcher(vfs, fuse, {
       attrTimeout: 1,
       entryTimeout: 1,
       log: opts.log,
@@ -201,7 +203,7 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
     for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(s, onSignal);
     const argv = ['pagefs', '-o', ['default_permissions', `fsname=${opts.store}`, 'subtype=pagefs', ...opts.fuseOpts].join(',')];
     try {
-      session = fuse.mount(opts.mountpoint, argv, mountConfig(opts.pollUs), dispatcher.handle);
+      session = fuse.mount(opts.mountpoint, argv, mountConfig(opts.pollUs), dispatch.handle);
     } catch (e) {
       finished = true;
       stopControl();

@@ -30,6 +30,8 @@ export interface DispatchOptions {
 export class Dispatcher {
   readonly inflight = new Set<number>();
   errors = 0;
+  /** Requests received, by op code (control socket: which round trips a workload costs). */
+  private readonly received: number[] = [];
 
   constructor(private readonly vfs: Vfs, private readonly fuse: FuseBinding, private readonly opts: DispatchOptions) {}
 
@@ -40,6 +42,7 @@ export class Dispatcher {
 
   readonly handle = (op: number, req: Req, uid: number, gid: number, pid: number, umask: number, ...args: any[]): void => {
     const def = OPS[op];
+    this.received[op] = (this.received[op] ?? 0) + 1;
     if (!def) {
       if (op === OP.INIT || op === OP.DESTROY || op === OP.EXIT) this.opts.onEvent(op, args);
       else this.fuse.replyErr(req, errnoNumber('ENOSYS'));
@@ -63,6 +66,13 @@ export class Dispatcher {
       this.send(req, def, result);
     }
   };
+
+  /** Requests received so far by op name, for ops the kernel has sent at least once. */
+  requestCounts(): Record<string, number> {
+    const out: Record<string, number> = {};
+    this.received.forEach((n, op) => { const def = OPS[op]; if (def && n) out[def.name] = n; });
+    return out;
+  }
 
   private fail(req: Req, def: OpDef, e: unknown): void {
     if (e instanceof FsError) {

@@ -1,0 +1,69 @@
+/**
+ * close(2) through the mount: opens answer FOPEN_NOFLUSH (src/fuse/ops.ts), so a close
+ * costs no FLUSH round trip, and nothing that a close used to push out is lost: pages
+ * dirtied through mmap reach the store at unmount, as on ext4, where close writes back
+ * nothing either.
+ */
+import { describe, it, expect, afterEach } from 'vitest';
+import path from 'node:path';
+import { mountFresh, pagefs, type Mounted } from '../helpers/mount.js';
+import { pyOk } from './lib.js';
+
+let m: Mounted | undefined;
+afterEach(async () => { await m?.cleanup(); m = undefined; });
+
+async function requests(mp: string): Promise<Record<string, number>> {
+  const r = await pagefs(['stat', mp, '--json']);
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout).live.requests;
+}
+
+describe('close', () => {
+  it('sends no FLUSH: creates, writes, reads and closes count only their own requests', async () => {
+    m = await mountFresh({ capacity: '64M' });
+    await pyOk(`
+import os, sys
+d = sys.argv[1]
+for i in range(10):
+    fd = os.open(os.path.join(d, 'f%d' % i), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    os.write(fd, b'x' * 5000)
+    os.close(fd)
+for i in range(10):
+    fd = os.open(os.path.join(d, 'f%d' % i), os.O_RDONLY)
+    assert os.read(fd, 10000) == b'x' * 5000
+    os.close(fd)
+`, [m.mp]);
+    const reqs = await requests(m.mp);
+    expect(reqs.create).toBe(10);
+    expect(reqs.open).toBe(10);
+    expect(reqs.release).toBe(20);
+    expect(reqs.flush).toBeUndefined();
+  });
+
+  it('pages written through mmap and closed without msync reach the store at unmount', async () => {
+    m = await mountFresh({ capacity: '64M' });
+    const f = path.join(m.mp, 'mapped');
+    await pyOk(`
+import mmap, os, sys
+fd = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR, 0o644)
+os.ftruncate(fd, 3 * 4096)
+mm = mmap.mmap(fd, 3 * 4096, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+for i in range(3):
+    mm[i * 4096:(i + 1) * 4096] = bytes([0x41 + i]) * 4096
+mm.close()
+os.close(fd)
+`, [f]);
+    const check = `
+import sys
+with open(sys.argv[1], 'rb') as fh:
+    data = fh.read()
+assert data == b'A' * 4096 + b'B' * 4096 + b'C' * 4096, data[:16]
+`;
+    // Another process sees the kernel's pages at once; the store has them after unmount.
+    await pyOk(check, [f]);
+    await m.unmount();
+    await m.remount();
+    await pyOk(check, [f]);
+    expect((await requests(m.mp)).flush).toBeUndefined();
+  });
+});
