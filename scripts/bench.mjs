@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  Bench, run, must, log, pagefsLookups, waitRunning, now, MiB, GiB, WORKER, FIO_DIR, dropCaches, ensureTools, machineFacts, killRunning,
+  Bench, run, must, log, pagefsLookups, procCounters, waitRunning, now, MiB, GiB, WORKER, FIO_DIR, dropCaches, ensureTools, machineFacts, killRunning,
 } from './bench/lib.mjs';
 import {
   SYSTEMS, SVG, summarize, markdownTable, notesList, writeSection, PLACEHOLDERS, renderChart, fmt,
@@ -22,7 +22,8 @@ const HELP = `usage: node scripts/bench.mjs [--quick] [--json] [--scaling] [--no
                3 GiB memory churn before each step, 3 repetitions
   --quick      256 MiB sequential file, 64 MiB random file, 2 s timed jobs,
                256 MiB churn, 1 repetition: under three minutes, labelled QUICK in the report
-  --json       print every figure as JSON on stdout (the table goes to stderr)
+  --json       print every figure as JSON on stdout (the table goes to stderr), and
+               for each pagefs step the daemon's CPU seconds and page faults
   --scaling    pagefs's scaling figures instead (with --quick: smaller, for trying it out)
   --no-docs    do not write docs/BENCHMARKS.md and docs/bench.svg
   --reps N     repetitions (default 3, quick 1)
@@ -159,6 +160,8 @@ async function makeCold(s) {
 
 let stepNo = 0;
 let stepTotal = 0;
+/** Per pagefs step: the daemon's minor faults and CPU seconds (in --json as pagefsDaemon). */
+const daemonSteps = [];
 /** churn, then (cold) caches, then the measurement; records the figure under row id. */
 async function step(s, id, { cold = false, warm = false } = {}, measure) {
   stepNo++;
@@ -167,8 +170,14 @@ async function step(s, id, { cold = false, warm = false } = {}, measure) {
   // A warm step on pagefs should never reach the daemon: say so when it did (the kernel
   // dropped its page cache, e.g. someone else's drop_caches or memory pressure).
   const lookups0 = warm && s.kind === 'pagefs' ? await pagefsLookups(s.mp) : null;
+  const pc0 = s.kind === 'pagefs' ? procCounters(s.pid) : null;
   const t0 = now();
   const res = await measure();
+  const pc1 = pc0 ? procCounters(s.pid) : null;
+  // The daemon's own share of the step, kept for --json: a swing in a figure with no
+  // change of code is then either fresh memory (minor faults) or CPU, or neither.
+  const daemon = pc0 && pc1 ? { minflt: pc1.minflt - pc0.minflt, majflt: pc1.majflt - pc0.majflt, cpuSec: +(pc1.cpuSec - pc0.cpuSec).toFixed(2) } : undefined;
+  if (daemon) daemonSteps.push({ id, step: stepNo, seconds: +(now() - t0).toFixed(2), ...daemon });
   if (lookups0 !== null && !res.error) {
     const d = (await pagefsLookups(s.mp)) - lookups0;
     // A few stray lookups (a page evicted under someone else's memory pressure) are noise.
@@ -180,7 +189,8 @@ async function step(s, id, { cold = false, warm = false } = {}, measure) {
     log(`[${stepNo}/${stepTotal}] ${s.name.padEnd(7)} ${row.short ?? id}: ${res.error}`);
   } else {
     record(id, s.name, res.value, res.note);
-    log(`[${stepNo}/${stepTotal}] ${s.name.padEnd(7)} ${(row.short ?? id).padEnd(24)} ${fmt(res.value).padStart(10)} ${row.unit}${res.note ? `  (${res.note})` : ''}  [${(now() - t0).toFixed(1)} s]`);
+    const d = daemon ? `; daemon ${daemon.cpuSec} s CPU, ${daemon.minflt.toLocaleString('en-US')} minor faults` : '';
+    log(`[${stepNo}/${stepTotal}] ${s.name.padEnd(7)} ${(row.short ?? id).padEnd(24)} ${fmt(res.value).padStart(10)} ${row.unit}${res.note ? `  (${res.note})` : ''}  [${(now() - t0).toFixed(1)} s${d}]`);
   }
   return res;
 }
@@ -329,6 +339,7 @@ async function output({ groups, partial, facts, load, seconds, startedAt, comman
   const json = {
     mode: P.mode, startedAt: startedAt.toISOString(), seconds, params: P, machine: facts, load, commands,
     churnSecondsMedian: churnMedian,
+    pagefsDaemon: daemonSteps,
     rows: summary.map((r) => ({ id: r.id, label: r.label, unit: r.unit, ratio: r.ratio, per: r.per })),
   };
   const tableOut = `${table}\n${notes.length ? '\nNotes:\n' + notes.map((n) => `- ${n}`).join('\n') + '\n' : ''}`;

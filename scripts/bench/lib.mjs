@@ -153,6 +153,22 @@ export function procMem(pid) {
 }
 
 /**
+ * A process's page faults and CPU seconds so far (/proc/PID/stat; null once it is gone):
+ * a step's difference tells whether the daemon faulted in fresh memory or spun.
+ */
+export function procCounters(pid) {
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name, which may hold spaces: state is field 3.
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    const tick = 100; // USER_HZ
+    return { minflt: Number(f[7]), majflt: Number(f[9]), cpuSec: (Number(f[11]) + Number(f[12])) / tick };
+  } catch {
+    return null;
+  }
+}
+
+/**
  * The mounts of one benchmark run, all under one fresh directory B:
  *   B/back        tmpfs holding pagefs's store, the ext4 image and bindfs's source dir
  *   B/mnt/NAME    the four mountpoints (tmpfs is its own tmpfs mount there)
