@@ -56,16 +56,34 @@ export class Dispatcher {
       this.fail(req, def, e);
       return;
     }
-    if (result instanceof Promise) {
+    if (result instanceof Promise || caller.staleAttrs) {
       this.inflight.add(req);
-      result.then(
-        (r) => { this.inflight.delete(req); this.send(req, def, r); },
+      Promise.resolve(result).then(
+        async (r) => {
+          try {
+            await this.dropStaleAttrs(caller);
+          } catch (e) {
+            // The change itself succeeded and is answered; the kernel just keeps old attributes a while.
+            this.opts.log(`${def.name}: attribute invalidation failed: ${(e as Error)?.message ?? e}`);
+          }
+          this.inflight.delete(req);
+          this.send(req, def, r);
+        },
         (e) => { this.inflight.delete(req); this.fail(req, def, e); },
       );
     } else {
       this.send(req, def, result);
     }
   };
+
+  /**
+   * The kernel drops its cached attributes of the inodes the request changed behind its
+   * back (src/vfs/staleattrs.ts), before the reply, so that the caller's next stat or exec
+   * sees the change. Attributes only (offset -1): that takes no lock the request may hold.
+   */
+  private async dropStaleAttrs(caller: Caller): Promise<void> {
+    for (const ino of caller.staleAttrs ?? []) await this.vfs.invalidator.invalInodeNow(ino, -1, 0);
+  }
 
   /** Requests received so far by op name, for ops the kernel has sent at least once. */
   requestCounts(): Record<string, number> {

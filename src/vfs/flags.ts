@@ -25,6 +25,7 @@ import type { Vfs, Caller } from './vfs.js';
 import type { Inode } from './inode.js';
 import type { AttrChange } from './attr.js';
 import { fsErr } from '../util/errors.js';
+import { attrsChangedBehindKernel } from './staleattrs.js';
 import { INODE_FLAGS } from '../store/schema.js';
 
 export const FS_IMMUTABLE_FL = 0x10;
@@ -106,6 +107,8 @@ function apply(vfs: Vfs, caller: Caller, inode: Inode, flags: number): void {
     inode.stamp('c');
     vfs.persist(inode);
   });
+  // An ioctl's reply makes the kernel drop no attribute: it would show the old ctime.
+  attrsChangedBehindKernel(caller, inode.ino);
 }
 
 /** may_open: nobody writes an immutable file; an append-only one opens for writing only with O_APPEND, never O_TRUNC. */

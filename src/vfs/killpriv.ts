@@ -16,6 +16,7 @@
  * for CAP_FSETID, the known gap.
  */
 import type { Caller } from './vfs.js';
+import { attrsChangedBehindKernel } from './staleattrs.js';
 import type { Inode } from './inode.js';
 import { S_ISGID, S_ISUID } from './inode.js';
 import { supplementaryGroups } from '../util/process.js';
@@ -47,7 +48,12 @@ export function killPriv(inode: Inode, caller: Caller, verdict: KillVerdict, gid
     inode.rec.mode = mode & ~(S_ISUID | ((mode & S_IXGRP) ? S_ISGID : 0));
     if (inode.rec.mode !== mode) inode.stamp('c');
   }
-  return killSgid(inode, caller, gid) || inode.rec.mode !== mode;
+  const changed = killSgid(inode, caller, gid) || inode.rec.mode !== mode;
+  // The kernel drops only the size and times it knows a write or an fallocate moves: a
+  // stat asking for the mode alone, and exec's permission check, would see the set-ID
+  // bits for up to the attribute timeout.
+  if (changed) attrsChangedBehindKernel(caller, inode.ino);
+  return changed;
 }
 
 /** Whether the caller is in group `gid` (its fsgid or a supplementary group). */

@@ -40,6 +40,13 @@ export interface Caller {
   gid: number;
   pid: number;
   umask: number;
+  /**
+   * Inodes whose attributes this request changed beyond what its reply tells the kernel
+   * (the set-ID bits a write clears, the ctime of a flags ioctl): the kernel would show its
+   * cached ones until the attribute timeout, so the dispatcher makes it drop them before
+   * replying (staleattrs.ts).
+   */
+  staleAttrs?: number[];
 }
 
 export interface Handle {

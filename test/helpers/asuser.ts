@@ -22,7 +22,8 @@ export const NOBODY: User = { uid: 65534, gid: 65534 };
 /**
  * One step: [op, ...args]. Ops: read, write (no O_TRUNC), trunc (O_WRONLY|O_TRUNC),
  * exec, ls, create, mkdir, rmdir, unlink, rename, link, stat (mode:uid:gid in octal and
- * decimal), chmod (octal), chown (uid gid, -1 keeps), touch (UTIME_NOW), utime (explicit
+ * decimal), statmode (statx(2) asking for the mode alone, as `stat -c %a` does: the kernel
+ * answers it from its cache unless it dropped the mode), chmod (octal), chown (uid gid, -1 keeps), touch (UTIME_NOW), utime (explicit
  * atime and mtime in seconds), truncate (path, size), fallocate (path, offset, length;
  * posix_fallocate), punch (path, offset, length; FALLOC_FL_PUNCH_HOLE|KEEP_SIZE), copy
  * (source, target: copy_file_range of the whole source to offset 0), setcap (a file
@@ -59,6 +60,10 @@ def step(op, a):
     if op == 'link': os.link(a[0], a[1]); return 'OK'
     if op == 'stat':
         st = os.lstat(a[0]); return 'OK:%o:%d:%d' % (st.st_mode & 0o7777, st.st_uid, st.st_gid)
+    if op == 'statmode':
+        buf = ctypes.create_string_buffer(256)
+        if libc.statx(-100, a[0].encode(), 0x100, 0x2, buf) != 0: raise OSError(ctypes.get_errno(), 'statx')
+        return 'OK:%o' % (int.from_bytes(buf.raw[28:30], 'little') & 0o7777)
     if op == 'chmod': os.chmod(a[0], int(a[1], 8)); return 'OK'
     if op == 'chown': os.chown(a[0], int(a[1]), int(a[2])); return 'OK'
     if op == 'touch': os.utime(a[0], None); return 'OK'
