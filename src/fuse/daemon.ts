@@ -99,6 +99,25 @@ function trimMalloc(): void {
   trimStats.maxMs = Math.max(trimStats.maxMs, ms);
 }
 
+/**
+ * How long the kernel may trust what a reply told it, in seconds.
+ *
+ * Names change only through this kernel: the daemon never adds, renames or removes an
+ * entry by itself (an orphan has no name left, and nothing else writes a mounted store),
+ * and no lookup result, positive or negative, goes stale behind the kernel's back. So a
+ * dentry may stand for long; an hour, not forever, bounds the cost of a mistake in that
+ * reasoning. With 1 s, every path the kernel had not walked in the last second cost a
+ * LOOKUP again: an rm of files listed a few seconds before was LOOKUP, GETATTR of the
+ * directory and UNLINK per file instead of the last two.
+ *
+ * Attributes stay at 1 s. The daemon changes some where the reply does not tell the
+ * kernel (the set-ID bits a write clears under handle_killpriv_v2, the ctime of a flags
+ * ioctl); it makes the kernel drop those before replying (src/vfs/staleattrs.ts), and the
+ * short timeout bounds the cost of a case that list misses.
+ */
+const ENTRY_TIMEOUT_S = 3600;
+const ATTR_TIMEOUT_S = 1;
+
 export function runDaemon(opts: DaemonOptions): Promise<number> {
   // V8 frees dead ArrayBuffers (WRITE payloads, blobs from SQLite) on a helper thread
   // by default; its free() calls then contend with this thread's malloc() for glibc's
@@ -173,8 +192,8 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
       void readers.close().then(() => resolve(code));
     };
     const dispatch = dispatcher = new Dispatcher(vfs, fuse, {
-      attrTimeout: 1,
-      entryTimeout: 1,
+      attrTimeout: ATTR_TIMEOUT_S,
+      entryTimeout: ENTRY_TIMEOUT_S,
       log: opts.log,
       onEvent: (op, args) => {
         if (op === OP.INIT) {

@@ -1,8 +1,11 @@
 /**
- * close(2) through the mount: opens answer FOPEN_NOFLUSH (src/fuse/ops.ts), so a close
- * costs no FLUSH round trip, and nothing that a close used to push out is lost: pages
- * dirtied through mmap reach the store at unmount, as on ext4, where close writes back
- * nothing either.
+ * The requests common system calls cost through the mount, counted by the daemon
+ * (`pagefs stat --json`, live.requests):
+ * - opens answer FOPEN_NOFLUSH (src/fuse/ops.ts), so a close costs no FLUSH round trip,
+ *   and nothing that a close used to push out is lost: pages dirtied through mmap reach
+ *   the store at unmount, as on ext4, where close writes back nothing either;
+ * - entries stay valid for an hour (ENTRY_TIMEOUT_S, src/fuse/daemon.ts), so a name the
+ *   kernel walked a few seconds ago is not looked up again.
  */
 import { describe, it, expect, afterEach } from 'vitest';
 import path from 'node:path';
@@ -18,8 +21,8 @@ async function requests(mp: string): Promise<Record<string, number>> {
   return JSON.parse(r.stdout).live.requests;
 }
 
-describe('close', () => {
-  it('sends no FLUSH: creates, writes, reads and closes count only their own requests', async () => {
+describe('requests per system call', () => {
+  it('close sends no FLUSH: creates, writes, reads and closes count only their own requests', async () => {
     m = await mountFresh({ capacity: '64M' });
     await pyOk(`
 import os, sys
@@ -38,6 +41,35 @@ for i in range(10):
     expect(reqs.open).toBe(10);
     expect(reqs.release).toBe(20);
     expect(reqs.flush).toBeUndefined();
+  });
+
+  it('a name looked up seconds ago is not looked up again: stat, wait past the attribute timeout, unlink', async () => {
+    m = await mountFresh({ capacity: '64M' });
+    await pyOk(`
+import os, sys
+for i in range(20):
+    os.close(os.open(os.path.join(sys.argv[1], 'n%d' % i), os.O_CREAT | os.O_WRONLY, 0o644))
+`, [m.mp]);
+    // A remount starts from an empty dcache: the stats below are the only lookups.
+    await m.unmount();
+    await m.remount();
+    await pyOk(`
+import os, sys
+for i in range(20):
+    os.stat(os.path.join(sys.argv[1], 'n%d' % i))
+`, [m.mp]);
+    const before = await requests(m.mp);
+    expect(before.lookup).toBe(20);
+    await new Promise((r) => setTimeout(r, 1500)); // past the 1 s attribute timeout
+    await pyOk(`
+import os, sys
+for i in range(20):
+    os.unlink(os.path.join(sys.argv[1], 'n%d' % i))
+assert os.listdir(sys.argv[1]) == []
+`, [m.mp]);
+    const after = await requests(m.mp);
+    expect(after.unlink).toBe(20);
+    expect(after.lookup ?? 0).toBe(before.lookup);
   });
 
   it('pages written through mmap and closed without msync reach the store at unmount', async () => {
