@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  Bench, run, must, log, pagefsLookups, procCounters, waitRunning, now, MiB, GiB, WORKER, FIO_DIR, dropCaches, ensureTools, machineFacts, killRunning,
+  Bench, run, must, log, pagefsLookups, procCounters, machineCpu, cpuBetween, waitRunning, now, MiB, GiB, WORKER, FIO_DIR, dropCaches, ensureTools, machineFacts, killRunning,
 } from './bench/lib.mjs';
 import {
   SYSTEMS, SVG, summarize, markdownTable, notesList, writeSection, PLACEHOLDERS, renderChart, fmt,
@@ -23,7 +23,8 @@ const HELP = `usage: node scripts/bench.mjs [--quick] [--json] [--scaling] [--no
   --quick      256 MiB sequential file, 64 MiB random file, 2 s timed jobs,
                256 MiB churn, 1 repetition: under three minutes, labelled QUICK in the report
   --json       print every figure as JSON on stdout (the table goes to stderr), and
-               for each pagefs step the daemon's CPU seconds and page faults
+               for each pagefs step the daemon's CPU seconds and page faults, the
+               machine's CPU split (user, system, idle, steal) and its busiest processes
   --scaling    pagefs's scaling figures instead (with --quick: smaller, for trying it out)
   --no-docs    do not write docs/BENCHMARKS.md and docs/bench.svg
   --reps N     repetitions (default 3, quick 1)
@@ -160,7 +161,7 @@ async function makeCold(s) {
 
 let stepNo = 0;
 let stepTotal = 0;
-/** Per pagefs step: the daemon's minor faults and CPU seconds (in --json as pagefsDaemon). */
+/** Per pagefs step: the daemon's minor faults and CPU seconds, the machine's CPU split and busiest processes (in --json as pagefsDaemon). */
 const daemonSteps = [];
 /** churn, then (cold) caches, then the measurement; records the figure under row id. */
 async function step(s, id, { cold = false, warm = false } = {}, measure) {
@@ -171,13 +172,15 @@ async function step(s, id, { cold = false, warm = false } = {}, measure) {
   // dropped its page cache, e.g. someone else's drop_caches or memory pressure).
   const lookups0 = warm && s.kind === 'pagefs' ? await pagefsLookups(s.mp) : null;
   const pc0 = s.kind === 'pagefs' ? procCounters(s.pid) : null;
+  const mc0 = pc0 ? machineCpu() : null;
   const t0 = now();
   const res = await measure();
   const pc1 = pc0 ? procCounters(s.pid) : null;
+  const ran = mc0 ? cpuBetween(mc0, machineCpu()) : null;
   // The daemon's own share of the step, kept for --json: a swing in a figure with no
   // change of code is then either fresh memory (minor faults) or CPU, or neither.
   const daemon = pc0 && pc1 ? { minflt: pc1.minflt - pc0.minflt, majflt: pc1.majflt - pc0.majflt, cpuSec: +(pc1.cpuSec - pc0.cpuSec).toFixed(2) } : undefined;
-  if (daemon) daemonSteps.push({ id, step: stepNo, seconds: +(now() - t0).toFixed(2), ...daemon });
+  if (daemon) daemonSteps.push({ id, step: stepNo, seconds: +(now() - t0).toFixed(2), ...daemon, ...ran });
   if (lookups0 !== null && !res.error) {
     const d = (await pagefsLookups(s.mp)) - lookups0;
     // A few stray lookups (a page evicted under someone else's memory pressure) are noise.

@@ -169,6 +169,46 @@ export function procCounters(pid) {
 }
 
 /**
+ * CPU ticks (USER_HZ) so far of every process on the machine, by pid, with its name;
+ * and the machine's CPU time by kind (/proc/stat). Two of them a step apart say who else
+ * ran during the step, and whether the CPUs were idle or stolen by the host.
+ */
+export function machineCpu() {
+  const procs = new Map();
+  for (const pid of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+      procs.set(Number(pid), { comm: s.slice(s.indexOf('(') + 1, s.lastIndexOf(')')), ticks: Number(f[11]) + Number(f[12]) });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const line = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = line;
+  return { procs, kinds: { user: user + nice, system: system + irq + softirq, idle: idle + iowait, steal } };
+}
+
+/**
+ * What ran between two machineCpu() samples: the busiest processes and the CPU split, in
+ * seconds. A process that ended before the second sample (fio's job) is not among them;
+ * the split counts it.
+ */
+export function cpuBetween(a, b, top = 4) {
+  const tick = 100;
+  const busy = [];
+  for (const [pid, p] of b.procs) {
+    // By pid alone: a kernel worker's name changes with the work it runs.
+    const d = p.ticks - (a.procs.get(pid)?.ticks ?? 0);
+    if (d > 0) busy.push({ pid, comm: p.comm, cpuSec: d / tick });
+  }
+  busy.sort((x, y) => y.cpuSec - x.cpuSec);
+  const kinds = Object.fromEntries(Object.keys(b.kinds).map((k) => [k, (b.kinds[k] - a.kinds[k]) / tick]));
+  return { top: busy.slice(0, top), machine: kinds };
+}
+
+/**
  * The mounts of one benchmark run, all under one fresh directory B:
  *   B/back        tmpfs holding pagefs's store, the ext4 image and bindfs's source dir
  *   B/mnt/NAME    the four mountpoints (tmpfs is its own tmpfs mount there)
