@@ -10,7 +10,7 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import path from 'node:path';
 import { mountFresh, pagefs, type Mounted } from '../helpers/mount.js';
-import { pyOk } from './lib.js';
+import { pyOk, eventually } from './lib.js';
 
 let m: Mounted | undefined;
 afterEach(async () => { await m?.cleanup(); m = undefined; });
@@ -36,10 +36,12 @@ for i in range(10):
     assert os.read(fd, 10000) == b'x' * 5000
     os.close(fd)
 `, [m.mp]);
-    const reqs = await requests(m.mp);
+    // RELEASE is sent after close(2) returns: wait until the daemon has read all twenty.
+    let reqs: Record<string, number> = {};
+    await eventually(async () => (reqs = await requests(m!.mp)).release === 20, 10_000);
+    expect(reqs.release).toBe(20);
     expect(reqs.create).toBe(10);
     expect(reqs.open).toBe(10);
-    expect(reqs.release).toBe(20);
     expect(reqs.flush).toBeUndefined();
   });
 
