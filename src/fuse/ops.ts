@@ -54,7 +54,7 @@ export interface DirOut { entries: DirEntry[]; maxSize: number; vfs: Vfs }
  * nothing either. The kernel handles POSIX locks itself (no GETLK/SETLK here), so no
  * lock owner needs the FLUSH. Each close waited for that round trip: 20,000 open(2) +
  * close(2) of a cached file on a tmpfs store, 3 alternating runs, 46-51 us a pair with
- * it (one outlier 122) and 29-34 us without. test/mount/close.test.ts.
+ * it (one outlier 122) and 29-34 us without. test/mount/requests.test.ts.
  * The kernel then also skips its own writeback at close: pages dirtied through mmap go
  * out at msync, fsync, the kernel's background writeback or unmount, not at close.
  */
