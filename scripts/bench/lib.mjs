@@ -152,38 +152,45 @@ export function procMem(pid) {
   }
 }
 
+/** Clock ticks per second of /proc's CPU times (USER_HZ). */
+const USER_HZ = 100;
+
 /**
- * A process's page faults and CPU seconds so far (/proc/PID/stat; null once it is gone):
- * a step's difference tells whether the daemon faulted in fresh memory or spun.
+ * /proc/PID/stat of a process: its name, minor and major faults and CPU ticks so far
+ * (user + system); null once it is gone. The name may hold spaces and parentheses, so the
+ * fields are read after its last ')'.
  */
-export function procCounters(pid) {
+function procStat(pid) {
+  let s;
   try {
-    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name, which may hold spaces: state is field 3.
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    const tick = 100; // USER_HZ
-    return { minflt: Number(f[7]), majflt: Number(f[9]), cpuSec: (Number(f[11]) + Number(f[12])) / tick };
+    s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   } catch {
     return null;
   }
+  const f = s.slice(s.lastIndexOf(')') + 2).split(' '); // f[0] is field 3, the state
+  return { comm: s.slice(s.indexOf('(') + 1, s.lastIndexOf(')')), minflt: Number(f[7]), majflt: Number(f[9]), ticks: Number(f[11]) + Number(f[12]) };
 }
 
 /**
- * CPU ticks (USER_HZ) so far of every process on the machine, by pid, with its name;
- * and the machine's CPU time by kind (/proc/stat). Two of them a step apart say who else
- * ran during the step, and whether the CPUs were idle or stolen by the host.
+ * A process's page faults and CPU seconds so far (null once it is gone): a step's
+ * difference tells whether the daemon faulted in fresh memory or spun.
+ */
+export function procCounters(pid) {
+  const p = procStat(pid);
+  return p && { minflt: p.minflt, majflt: p.majflt, cpuSec: p.ticks / USER_HZ };
+}
+
+/**
+ * CPU ticks so far of every process on the machine, by pid, with its name; and the
+ * machine's CPU time by kind (/proc/stat). Two of them a step apart say who else ran
+ * during the step, and whether the CPUs were idle or stolen by the host.
  */
 export function machineCpu() {
   const procs = new Map();
   for (const pid of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
-    try {
-      const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-      procs.set(Number(pid), { comm: s.slice(s.indexOf('(') + 1, s.lastIndexOf(')')), ticks: Number(f[11]) + Number(f[12]) });
-    } catch {
-      // gone meanwhile
-    }
+    const p = procStat(pid);
+    if (p) procs.set(Number(pid), { comm: p.comm, ticks: p.ticks });
   }
   const line = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
   const [user, nice, system, idle, iowait, irq, softirq, steal] = line;
@@ -196,15 +203,14 @@ export function machineCpu() {
  * the split counts it.
  */
 export function cpuBetween(a, b, top = 4) {
-  const tick = 100;
   const busy = [];
   for (const [pid, p] of b.procs) {
     // By pid alone: a kernel worker's name changes with the work it runs.
     const d = p.ticks - (a.procs.get(pid)?.ticks ?? 0);
-    if (d > 0) busy.push({ pid, comm: p.comm, cpuSec: d / tick });
+    if (d > 0) busy.push({ pid, comm: p.comm, cpuSec: d / USER_HZ });
   }
   busy.sort((x, y) => y.cpuSec - x.cpuSec);
-  const kinds = Object.fromEntries(Object.keys(b.kinds).map((k) => [k, (b.kinds[k] - a.kinds[k]) / tick]));
+  const kinds = Object.fromEntries(Object.keys(b.kinds).map((k) => [k, (b.kinds[k] - a.kinds[k]) / USER_HZ]));
   return { top: busy.slice(0, top), machine: kinds };
 }
 

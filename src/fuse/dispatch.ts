@@ -56,6 +56,8 @@ export class Dispatcher {
       this.fail(req, def, e);
       return;
     }
+    // A reply carrying the inode's attributes (SETATTR) refreshes them by itself.
+    if (def.reply === 'attr') caller.staleAttrs = undefined;
     if (result instanceof Promise || caller.staleAttrs) {
       this.inflight.add(req);
       Promise.resolve(result).then(

@@ -7,10 +7,11 @@
  */
 import { describe, it, expect, afterEach } from 'vitest';
 import fs from 'node:fs';
-import { mountFresh, pagefs, sh, expectCleanLog, type Mounted } from '../helpers/mount.js';
+import { mountFresh, sh, expectCleanLog, type Mounted } from '../helpers/mount.js';
 import path from 'node:path';
 import { mountDevice } from '../../src/fuse/readahead.js';
 import { defaultReaderThreads } from '../../src/store/readers.js';
+import { pagefsStat } from './lib.js';
 
 let m: Mounted | null = null;
 afterEach(async () => {
@@ -41,9 +42,7 @@ describe('readahead window', () => {
 
 describe('block reads', () => {
   async function readers(mp: string): Promise<{ threads: number; reads: number; syncReads: number; stagedReads: number; idleBays: number }> {
-    const r = await pagefs(['stat', mp, '--json']);
-    expect(r.code, r.stderr).toBe(0);
-    return JSON.parse(r.stdout).live.readers;
+    return (await pagefsStat(mp)).live.readers;
   }
 
   it('a cold 4 KiB read is read on the main thread; a cold sequential read goes to the reader threads', async () => {

@@ -6,7 +6,7 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import path from 'node:path';
 import { mountFresh, pagefs, expectCleanLog, type Mounted } from '../helpers/mount.js';
-import { ok } from './lib.js';
+import { ok, pagefsStat } from './lib.js';
 import { Sysd } from '../helpers/sysd.js';
 import { FALLOC } from '../../src/sys/index.js';
 
@@ -20,7 +20,7 @@ afterEach(async () => {
 });
 
 async function commits(mp: string): Promise<number> {
-  const live = JSON.parse(ok(await pagefs(['stat', mp, '--json'], { timeoutMs: 30_000 }), 'pagefs stat --json')).live;
+  const live = (await pagefsStat(mp)).live;
   expect(typeof live.commits).toBe('number');
   return live.commits;
 }

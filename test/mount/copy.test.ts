@@ -23,6 +23,7 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 import { mountFresh, run, pagefs, expectCleanLog, ROOT, type Mounted, type RunResult } from '../helpers/mount.js';
+import { pagefsStat } from './lib.js';
 
 const SYS_JS = path.join(ROOT, 'dist', 'sys', 'index.js');
 const FALLOC_KEEP_SIZE = 0x01;
@@ -77,8 +78,7 @@ const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
 interface PStat { usedBlocks: number; sharedBlocks: number; freeBlocks: number; blockSize: number }
 
 async function pstat(m: Mounted): Promise<PStat> {
-  const out = ok(await pagefs(['stat', m.mp, '--json'], { timeoutMs: 30_000 }), 'pagefs stat --json');
-  return JSON.parse(out) as PStat;
+  return (await pagefsStat(m.mp)) as PStat;
 }
 
 async function bfree(p: string): Promise<number> {

@@ -21,6 +21,11 @@ export async function pyOk(script: string, args: string[] = [], opts: { cwd?: st
   return ok(await run('python3', ['-c', script, ...args], { timeoutMs: 60_000, ...opts }), `python3 ${args.join(' ')}`);
 }
 
+/** `pagefs stat TARGET --json`, parsed (on a mountpoint, `.live` holds the daemon's figures); fails unless it exits 0. */
+export async function pagefsStat(target: string): Promise<any> {
+  return JSON.parse(ok(await pagefs(['stat', target, '--json'], { timeoutMs: 30_000 }), 'pagefs stat --json'));
+}
+
 /** Drops the kernel's clean page cache, dentries and inodes, so the next reads go to the daemon. */
 export async function dropCaches(): Promise<void> {
   await shOk('echo 3 > /proc/sys/vm/drop_caches', { timeoutMs: 60_000 });

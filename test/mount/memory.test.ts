@@ -10,7 +10,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { mountFresh, pagefs, expectCleanLog, type Mounted } from '../helpers/mount.js';
-import { ok, dropCaches, eventually, expectNoMountUnder } from './lib.js';
+import { ok, dropCaches, eventually, expectNoMountUnder, pagefsStat } from './lib.js';
 
 let m: Mounted;
 
@@ -34,7 +34,7 @@ function mappingsOf(pid: number, file: string): string[] {
 }
 
 async function liveStat(): Promise<any> {
-  return JSON.parse(ok(await pagefs(['stat', m.mp, '--json'], { timeoutMs: 30_000 }), 'pagefs stat --json'));
+  return pagefsStat(m.mp);
 }
 
 describe('daemon memory', () => {

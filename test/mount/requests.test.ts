@@ -9,16 +9,14 @@
  */
 import { describe, it, expect, afterEach } from 'vitest';
 import path from 'node:path';
-import { mountFresh, pagefs, type Mounted } from '../helpers/mount.js';
-import { pyOk, eventually } from './lib.js';
+import { mountFresh, type Mounted } from '../helpers/mount.js';
+import { pyOk, eventually, pagefsStat } from './lib.js';
 
 let m: Mounted | undefined;
 afterEach(async () => { await m?.cleanup(); m = undefined; });
 
 async function requests(mp: string): Promise<Record<string, number>> {
-  const r = await pagefs(['stat', mp, '--json']);
-  expect(r.code, r.stderr).toBe(0);
-  return JSON.parse(r.stdout).live.requests;
+  return (await pagefsStat(mp)).live.requests;
 }
 
 describe('requests per system call', () => {
