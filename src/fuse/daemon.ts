@@ -134,6 +134,7 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
   const store = Store.open(opts.store, { readonly: false, cmd: 'pagefs mount' });
   store.health.log = opts.log;
   store.claim(currentOwner());
+  store.upgrade();
   const fuse = fuseBinding();
   const notify = new NotifyQueue(fuse, opts.log);
   const readers = new ReaderPool(opts.store, opts.readThreads, store.blocks, store.sb.blockSize, opts.log);
@@ -235,6 +236,7 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
     timer = setInterval(() => {
       try {
         vfs.writebackAll();
+        vfs.reapOrphans();
       } catch (e) {
         // A store fault: the pages stay dirty for the next round; say it once, not every interval.
         const fault = storeFault(e);

@@ -91,7 +91,7 @@ export function fsck(db: DB, sb: Superblock): FsckReport {
     (r) => `inode ${r.ino} has unknown flags 0x${(r.flags as number).toString(16)}`);
   // I7: orphans are legal after a crash; the next mount removes them.
   const orphans = one('SELECT count(*) FROM inodes WHERE nlink = 0') as number;
-  if (orphans > 0) notes.push(`${orphans} orphaned inode(s) (unlinked while open when the daemon stopped); the next mount removes them`);
+  if (orphans > 0) notes.push(`${orphans} orphaned inode(s) (unlinked, and still open or not yet removed, when the daemon stopped); the next mount removes them`);
 
   return {
     problems, notes,

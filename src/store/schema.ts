@@ -41,7 +41,8 @@
  *   I6  no bmap row at or beyond ceil(size / block_size) unless the file was extended by
  *       fallocate KEEP_SIZE (those rows are UNWRITTEN or written beyond EOF by design).
  *   I7  an inode with nlink = 0 is an orphan: it lives only while the daemon that
- *       unlinked it still has it open or looked up, and is removed at the next mount.
+ *       unlinked it still has it open or looked up, or holds its removal for a batch
+ *       (a file without blocks, Vfs.reapOrphans), and is removed at the next mount.
  *   I8  a system.posix_acl_* value is a valid ACL with at least one entry beyond those
  *       the mode expresses (an equivalent access ACL is kept as the mode alone); a default
  *       ACL belongs to a directory; symlinks carry none.
@@ -57,6 +58,17 @@ export const ROOT_INO = 1;
 export const BMAP_UNWRITTEN = 1;
 /** The inode flag bits a store may hold (FS_IMMUTABLE_FL | FS_APPEND_FL | FS_NODUMP_FL | FS_NOATIME_FL). */
 export const INODE_FLAGS = 0xf0;
+
+/**
+ * Indexes that stores made by earlier builds carry and this one neither needs nor keeps
+ * up to date; a mount drops them (Store.upgrade). Same format version: no query needs
+ * them, so an older build mounting the store afterwards still works, only without them.
+ *
+ *   inodes_orphans  inodes(nlink) WHERE nlink = 0: every unlink wrote one more 16 KiB page
+ *                   for it, and only the mount's orphan scan read it, which now scans the
+ *                   inodes table (a few milliseconds for 100,000 inodes).
+ */
+export const RETIRED_INDEXES = ['inodes_orphans'];
 
 export const DDL = `
 CREATE TABLE superblock (
@@ -89,7 +101,6 @@ CREATE TABLE inodes (
   btime_s INTEGER NOT NULL, btime_ns INTEGER NOT NULL,
   target BLOB
 );
-CREATE INDEX inodes_orphans ON inodes(nlink) WHERE nlink = 0;
 CREATE TABLE dentries (
   id INTEGER PRIMARY KEY,
   parent INTEGER NOT NULL,

@@ -19,6 +19,7 @@
 import fs from 'node:fs';
 import type { DB, Superblock } from './open.js';
 import { openStoreFile } from './open.js';
+import { RETIRED_INDEXES } from './schema.js';
 import { InodeTable } from './inodes.js';
 import { DentryTable } from './dentries.js';
 import { BlockTable } from './blocks.js';
@@ -209,6 +210,13 @@ export class Store {
         throw new UserError(`pagefs mount: ${this.path} is already mounted by pagefs daemon pid ${cur.pid}; unmount it first`);
       }
       set.run(me.pid, me.start, me.boot);
+    });
+  }
+
+  /** Brings a store made by an earlier build up to this one's schema (RETIRED_INDEXES); the mount calls it once it owns the store. */
+  upgrade(): void {
+    this.txn(() => {
+      for (const name of RETIRED_INDEXES) this.db.exec(`DROP INDEX IF EXISTS ${name}`);
     });
   }
 

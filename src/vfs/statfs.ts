@@ -18,7 +18,8 @@ const INODE_POOL = 2 ** 32;
 
 export function statfs(vfs: Vfs): StatfsOut {
   const b = vfs.store.blocks;
-  const files = vfs.store.inodes.count();
+  // Rows of unlinked files waiting for their batch are gone for everyone but the store.
+  const files = vfs.store.inodes.count() - vfs.orphansWaiting;
   const free = Math.max(0, b.free);
   return {
     bsize: vfs.blockSize, frsize: vfs.blockSize, blocks: b.capacity, bfree: free, bavail: free,

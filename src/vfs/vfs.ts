@@ -6,8 +6,10 @@
  *
  * Inode lifetime: an inode stays in memory while the kernel holds lookups on it or a
  * handle is open. When both reach zero its dirty pages are written back and it leaves
- * memory; if its link count is zero too, its blocks, xattrs and row are removed in one
- * transaction (an unlinked file lives until its last close, as POSIX requires).
+ * memory; if its link count is zero too, its blocks, xattrs and row are removed (an
+ * unlinked file lives until its last close, as POSIX requires): at once, in one
+ * transaction, when it maps blocks, so that their space is free when the FORGET or
+ * RELEASE is done; in a later batch when it maps none (reapOrphans).
  */
 import type { Store } from '../store/store.js';
 import type { InodeRecord } from '../store/inodes.js';
@@ -18,8 +20,15 @@ import type { BlockSource } from '../cache/fill.js';
 import { SYNC_MAX_BYTES } from '../store/readers.js';
 import { Inode, S_IFMT, S_IFREG } from './inode.js';
 import { fsErr } from '../util/errors.js';
+import { storeFault } from '../store/faults.js';
 import { nowParts } from '../store/open.js';
 import type { SlabAllocator } from '../cache/frames.js';
+
+/**
+ * The most unlinked inodes without blocks whose rows wait for one transaction
+ * (reapOrphans). The daemon also reaps them every writeback interval and at unmount.
+ */
+const REAP_BATCH = 1024;
 
 /** How much a file written at its end may hold dirty before its writeback starts (io.write); at most a quarter of the cache. */
 const WRITE_BEHIND_BYTES = 32 << 20;
@@ -90,6 +99,8 @@ export class Vfs {
   /** The kernel leaves clearing set-ID bits to us (HANDLE_KILLPRIV_V2 at INIT; killpriv.ts). */
   killprivV2 = false;
   private nextFh = 1;
+  /** Unlinked inodes nobody holds that map no block: orphans in the store (I7) until reapOrphans removes their rows. */
+  private readonly doomed = new Set<number>();
 
   constructor(readonly store: Store, opts: VfsOptions) {
     this.blockSize = store.sb.blockSize;
@@ -237,7 +248,16 @@ export class Vfs {
     if (inode.nlookup > 0 || inode.opens > 0 || inode.ino === ROOT_INO) return;
     if (inode.rec.nlink === 0) {
       this.dropPages(inode);
-      this.store.txn(() => this.destroyLocked(inode.ino));
+      // An orphan that maps no block frees no space when it goes, only its row (and any
+      // xattrs): that can wait and go with others in one commit. An rm of many files
+      // otherwise commits twice per file, once for the name and once here at FORGET.
+      // Meanwhile the row is an orphan in the store, which a crash leaves valid (I7).
+      if (this.store.blocks.countMapped(inode.ino) === 0) {
+        this.doomed.add(inode.ino);
+        if (this.doomed.size >= REAP_BATCH) this.reapOrphans();
+      } else {
+        this.store.txn(() => this.destroyLocked(inode.ino));
+      }
     } else {
       this.writeback(inode);
       this.dropPages(inode);
@@ -260,6 +280,25 @@ export class Vfs {
     }
   }
 
+  /** Unlinked inodes whose rows are still in the store, waiting for reapOrphans; statfs does not count them. */
+  get orphansWaiting(): number {
+    return this.doomed.size;
+  }
+
+  /**
+   * Removes the rows of the unlinked inodes release() left waiting, in one transaction.
+   * If it fails (a store fault) they stay waiting for the next call.
+   */
+  reapOrphans(): number {
+    if (this.doomed.size === 0) return 0;
+    const inos = [...this.doomed];
+    this.store.txn(() => {
+      for (const ino of inos) this.destroyLocked(ino);
+    });
+    this.doomed.clear();
+    return inos.length;
+  }
+
   /** Removes an unlinked inode's blocks, xattrs and row. Inside a transaction. */
   private destroyLocked(ino: number): void {
     this.store.blocks.unmapRange(ino, 0, Number.MAX_SAFE_INTEGER);
@@ -271,6 +310,13 @@ export class Vfs {
   /** Flushes everything (unmount, SIGTERM): every dirty page reaches the store durably. */
   shutdown(): void {
     this.writebackAll();
+    try {
+      this.reapOrphans();
+    } catch (e) {
+      // Rows the store cannot take now stay orphans, which the next mount removes (I7):
+      // nothing is lost, so no store fault here makes the unmount a failure.
+      if (!storeFault(e)) throw e;
+    }
     this.store.durably(() => undefined);
   }
 }

@@ -1,12 +1,13 @@
 /**
  * One store transaction per request that changes metadata, counted by the daemon
  * (`pagefs stat`: commits): a punch, a zero range and a preallocation through the mount
- * each commit once, the blocks and the inode's size and times together.
+ * each commit once, the blocks and the inode's size and times together. An rm of files
+ * that hold no blocks commits once per name: their inode rows go later, together.
  */
 import { describe, it, expect, afterEach } from 'vitest';
 import path from 'node:path';
 import { mountFresh, pagefs, expectCleanLog, type Mounted } from '../helpers/mount.js';
-import { ok, pagefsStat } from './lib.js';
+import { ok, pagefsStat, pyOk, eventually } from './lib.js';
 import { Sysd } from '../helpers/sysd.js';
 import { FALLOC } from '../../src/sys/index.js';
 
@@ -45,6 +46,40 @@ describe('commits', () => {
     await sd.call('close', fd);
     const text = ok(await pagefs(['stat', m.mp], { timeoutMs: 30_000 }), 'pagefs stat');
     expect(text).toMatch(/^commits:\s+\d+ store transactions committed since the mount$/m);
+    expectCleanLog(m);
+  }, 60_000);
+
+  it('an rm of empty files commits once per file; statfs counts them gone at once, and their rows are gone at unmount', async () => {
+    m = await mountFresh({ capacity: '64M' });
+    const dir = path.join(m.mp, 'd');
+    const n = 100;
+    const inodesUsed = async () => Number((await pyOk('import os, sys; s = os.statvfs(sys.argv[1]); print(s.f_files - s.f_ffree)', [m!.mp])).trim());
+    await pyOk(`
+import os, sys
+os.mkdir(sys.argv[1])
+for i in range(int(sys.argv[2])):
+    os.close(os.open(os.path.join(sys.argv[1], 'f%03d' % i), os.O_CREAT | os.O_WRONLY, 0o644))
+`, [dir, String(n)]);
+    const inMemory = async () => (await pagefsStat(m!.mp)).live.inodesInMemory as number;
+    const held = await inMemory();
+    const used = await inodesUsed();
+    const before = await commits(m.mp);
+    await pyOk(`
+import os, sys
+for i in range(int(sys.argv[2])):
+    os.unlink(os.path.join(sys.argv[1], 'f%03d' % i))
+`, [dir, String(n)]);
+    // Each unlinked inode leaves memory at its FORGET, which the kernel sends after the
+    // unlink's reply: wait for all of them, so that whatever they commit is counted.
+    expect(await eventually(async () => await inMemory() <= held - n, 10_000), 'the kernel forgot the unlinked inodes').toBe(true);
+    // One commit per unlink, and at most one more: the periodic reap may have run meanwhile.
+    expect(await commits(m.mp) - before).toBeLessThanOrEqual(n + 1);
+    expect(await inodesUsed()).toBe(used - n);
+    await m.unmount();
+    const r = await pagefs(['fsck', m.store], { timeoutMs: 60_000 });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout, 'no orphan is left for the next mount').not.toMatch(/orphan/);
+    expect(JSON.parse(ok(await pagefs(['stat', m.store, '--json'], { timeoutMs: 30_000 }), 'pagefs stat --json')).inodes).toBe(2);
     expectCleanLog(m);
   }, 60_000);
 });
