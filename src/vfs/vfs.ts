@@ -116,10 +116,18 @@ export class Vfs {
     };
   }
 
-  /** Removes orphans left by a daemon that died with unlinked files open (invariant I7). */
+  /**
+   * Removes orphans left by a daemon that died with unlinked files open or waiting for
+   * reapOrphans (invariant I7), in one transaction: after an rm of many empty files that
+   * can be thousands.
+   */
   recoverOrphans(): number {
     const orphans = this.store.inodes.orphans();
-    for (const ino of orphans) this.store.txn(() => this.destroyLocked(ino));
+    if (orphans.length > 0) {
+      this.store.txn(() => {
+        for (const ino of orphans) this.destroyLocked(ino);
+      });
+    }
     return orphans.length;
   }
 
@@ -252,18 +260,17 @@ export class Vfs {
       // xattrs): that can wait and go with others in one commit. An rm of many files
       // otherwise commits twice per file, once for the name and once here at FORGET.
       // Meanwhile the row is an orphan in the store, which a crash leaves valid (I7).
-      if (this.store.blocks.countMapped(inode.ino) === 0) {
-        this.doomed.add(inode.ino);
-        if (this.doomed.size >= REAP_BATCH) this.reapOrphans();
-      } else {
-        this.store.txn(() => this.destroyLocked(inode.ino));
-      }
+      if (this.store.blocks.countMapped(inode.ino) === 0) this.doomed.add(inode.ino);
+      else this.store.txn(() => this.destroyLocked(inode.ino));
     } else {
       this.writeback(inode);
       this.dropPages(inode);
       this.store.blocks.forgetOwned(inode.ino);
     }
     this.icache.delete(inode.ino);
+    // After the inode left memory: a batch the store refuses now stays waiting, and this
+    // inode with it, but nothing of it is left in the inode cache.
+    if (this.doomed.size >= REAP_BATCH) this.reapOrphans();
   }
 
   private dropPages(inode: Inode): void {
