@@ -140,7 +140,7 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
   const readers = new ReaderPool(opts.store, opts.readThreads, store.blocks, store.sb.blockSize, opts.log);
   const vfs = new Vfs(store, { cacheBytes: opts.cacheBytes, invalidator: notify, readBlocks: (p) => readers.read(p), readBlocksNow: readers.now, allocSlab: (n) => sys().slab(n) });
   const orphans = vfs.recoverOrphans();
-  if (orphans > 0) opts.log(`removed ${orphans} orphaned inode(s) left by an unclean shutdown`);
+  if (orphans > 0) opts.log(`removed ${orphans} orphaned inode(s): unlinked files the last daemon had not removed (it was killed, or the store refused it at unmount)`);
 
   let dispatcher: Dispatcher | undefined;
   const stopControl = serveControl(process.pid, () => ({
@@ -234,14 +234,16 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
     }
     notify.session = session;
     timer = setInterval(() => {
-      try {
-        vfs.writebackAll();
-        vfs.reapOrphans();
-      } catch (e) {
-        // A store fault: the pages stay dirty for the next round; say it once, not every interval.
-        const fault = storeFault(e);
-        if (fault) store.health.fault(fault);
-        else opts.log(`periodic writeback: ${(e as Error).stack}`);
+      // Each in its own try: a writeback the store refuses must not hold back the reap.
+      for (const [what, fn] of [['periodic writeback', () => vfs.writebackAll()], ['removing unlinked inodes', () => vfs.reapOrphans()]] as const) {
+        try {
+          fn();
+        } catch (e) {
+          // A store fault: the pages stay dirty, the rows stay waiting, for the next round; said once, not every interval.
+          const fault = storeFault(e);
+          if (fault) store.health.fault(fault);
+          else opts.log(`${what}: ${(e as Error).stack}`);
+        }
       }
     }, opts.writebackIntervalMs);
     timer.unref();

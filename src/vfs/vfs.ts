@@ -136,7 +136,10 @@ export class Vfs {
     let inode = this.icache.get(ino);
     if (!inode) {
       const rec = this.store.inodes.get(ino);
-      if (!rec) throw fsErr('ENOENT', `no inode ${ino}`);
+      // An unlinked inode lives only while it is in memory: a row with no link left that
+      // is not (an orphan whose removal waits for reapOrphans) is gone, and a file handle
+      // (open_by_handle_at, a LOOKUP of ".") must not bring it back: ESTALE, as on ext4.
+      if (!rec || rec.nlink === 0) throw fsErr('ENOENT', `no inode ${ino}`);
       inode = this.adopt(rec);
     }
     return inode;

@@ -60,4 +60,21 @@ describe('file handles', () => {
     expect((await py('open', m.mp, hf.handle)).errno).toBe(116); // ESTALE
     expectCleanLog(m);
   });
+
+  it('an empty file and a directory are stale at once when deleted, while their rows wait for the batch that removes them', async () => {
+    // Their rows outlive the FORGET by up to a writeback interval (Vfs.reapOrphans): a
+    // handle must not bring them back meanwhile, as ext4 gives ESTALE at once.
+    await fs.promises.writeFile(path.join(m.mp, 'empty'), '');
+    await fs.promises.mkdir(path.join(m.mp, 'gone'));
+    const he = await py('get', path.join(m.mp, 'empty'));
+    const hg = await py('get', path.join(m.mp, 'gone'));
+    expect(he.r).toBe(0);
+    expect(hg.r).toBe(0);
+    await fs.promises.unlink(path.join(m.mp, 'empty'));
+    await fs.promises.rmdir(path.join(m.mp, 'gone'));
+    await dropCaches();
+    expect((await py('open', m.mp, he.handle)).errno).toBe(116); // ESTALE
+    expect((await py('open', m.mp, hg.handle)).errno).toBe(116);
+    expectCleanLog(m);
+  });
 });
