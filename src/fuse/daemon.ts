@@ -233,18 +233,20 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
       throw e;
     }
     notify.session = session;
-    timer = setInterval(() => {
-      // Each in its own try: a writeback the store refuses must not hold back the reap.
-      for (const [what, fn] of [['periodic writeback', () => vfs.writebackAll()], ['removing unlinked inodes', () => vfs.reapOrphans()]] as const) {
-        try {
-          fn();
-        } catch (e) {
-          // A store fault: the pages stay dirty, the rows stay waiting, for the next round; said once, not every interval.
-          const fault = storeFault(e);
-          if (fault) store.health.fault(fault);
-          else opts.log(`${what}: ${(e as Error).stack}`);
-        }
+    const periodic = (what: string, fn: () => void) => {
+      try {
+        fn();
+      } catch (e) {
+        // A store fault: the pages stay dirty, the rows stay waiting, for the next round; said once, not every interval.
+        const fault = storeFault(e);
+        if (fault) store.health.fault(fault);
+        else opts.log(`${what}: ${(e as Error).stack}`);
       }
+    };
+    timer = setInterval(() => {
+      // Apart: a writeback the store refuses must not hold back the reap.
+      periodic('periodic writeback', () => vfs.writebackAll());
+      periodic('removing unlinked inodes', () => vfs.reapOrphans());
     }, opts.writebackIntervalMs);
     timer.unref();
     trimTimer = setInterval(trimMalloc, TRIM_INTERVAL_MS);

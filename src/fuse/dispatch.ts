@@ -60,17 +60,10 @@ export class Dispatcher {
     if (def.reply === 'attr') caller.staleAttrs = undefined;
     if (result instanceof Promise || caller.staleAttrs) {
       this.inflight.add(req);
+      const done = (r: unknown) => { this.inflight.delete(req); this.send(req, def, r); };
       Promise.resolve(result).then(
-        async (r) => {
-          try {
-            await this.dropStaleAttrs(caller);
-          } catch (e) {
-            // The change itself succeeded and is answered; the kernel just keeps old attributes a while.
-            this.opts.log(`${def.name}: attribute invalidation failed: ${(e as Error)?.message ?? e}`);
-          }
-          this.inflight.delete(req);
-          this.send(req, def, r);
-        },
+        // Read here, not before: an async op may note an inode after its first await.
+        (r) => { if (caller.staleAttrs) void this.dropStaleAttrs(caller, def).then(() => done(r)); else done(r); },
         (e) => { this.inflight.delete(req); this.fail(req, def, e); },
       );
     } else {
@@ -83,8 +76,13 @@ export class Dispatcher {
    * back (src/vfs/staleattrs.ts), before the reply, so that the caller's next stat or exec
    * sees the change. Attributes only (offset -1): that takes no lock the request may hold.
    */
-  private async dropStaleAttrs(caller: Caller): Promise<void> {
-    for (const ino of caller.staleAttrs ?? []) await this.vfs.invalidator.invalInodeNow(ino, -1, 0);
+  private async dropStaleAttrs(caller: Caller, def: OpDef): Promise<void> {
+    try {
+      for (const ino of caller.staleAttrs ?? []) await this.vfs.invalidator.invalInodeNow(ino, -1, 0);
+    } catch (e) {
+      // The change itself succeeded and is answered; the kernel just keeps old attributes a while.
+      this.opts.log(`${def.name}: attribute invalidation failed: ${(e as Error)?.message ?? e}`);
+    }
   }
 
   /** Requests received so far by op name, for ops the kernel has sent at least once. */

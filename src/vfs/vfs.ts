@@ -122,13 +122,7 @@ export class Vfs {
    * can be thousands.
    */
   recoverOrphans(): number {
-    const orphans = this.store.inodes.orphans();
-    if (orphans.length > 0) {
-      this.store.txn(() => {
-        for (const ino of orphans) this.destroyLocked(ino);
-      });
-    }
-    return orphans.length;
+    return this.destroyAll(this.store.inodes.orphans());
   }
 
   /** The inode, loading it from the store; ENOENT if the kernel names one that is gone. */
@@ -300,12 +294,18 @@ export class Vfs {
    * If it fails (a store fault) they stay waiting for the next call.
    */
   reapOrphans(): number {
-    if (this.doomed.size === 0) return 0;
-    const inos = [...this.doomed];
-    this.store.txn(() => {
-      for (const ino of inos) this.destroyLocked(ino);
-    });
+    const n = this.destroyAll([...this.doomed]);
     this.doomed.clear();
+    return n;
+  }
+
+  /** Removes these unlinked inodes in one transaction (none: no transaction); returns how many. */
+  private destroyAll(inos: number[]): number {
+    if (inos.length > 0) {
+      this.store.txn(() => {
+        for (const ino of inos) this.destroyLocked(ino);
+      });
+    }
     return inos.length;
   }
 
