@@ -74,6 +74,7 @@ export async function statCommand(target: string, opts: { json?: boolean }): Pro
       lines.push(
         ['reserved', `${live.blocks.reserved} blocks (dirty pages waiting for writeback)`],
         ['commits', `${live.commits ?? 0} store transactions committed since the mount`],
+        ['checkpoint', checkpointLine(live.checkpoints)],
         ['cache', `${c.pages} of ${c.capacityPages} pages of ${c.pageSize} bytes, ${c.dirtyPages} dirty`],
         ['hits', `${c.hits} hits, ${c.misses} misses (${lookups ? ((100 * c.hits) / lookups).toFixed(1) : '0.0'}% hit rate), ${c.readaheadPages} readahead pages`],
         ['evictions', `${c.evictions} evictions, ${c.droppedBehind ?? 0} pages dropped behind streaming writes, ${c.invalidations} invalidations`],
@@ -97,4 +98,11 @@ export async function statCommand(target: string, opts: { json?: boolean }): Pro
   } finally {
     store.close();
   }
+}
+
+/** What the checkpoint thread did (src/store/checkpointer.ts). */
+function checkpointLine(c: { checkpoints: number; ms: number; maxWalFrames: number; behind: number; failures: number; running: boolean } | null | undefined): string {
+  if (!c) return 'the writer makes its own (no checkpoint thread)';
+  return `${c.checkpoints} on the checkpoint thread, ${c.ms.toFixed(0)} ms in all, ${c.failures} failed; WAL at most ${c.maxWalFrames} frames, ` +
+    `${c.behind} left in it by the last` + (c.running ? '' : '; the thread stopped, the writer makes its own');
 }

@@ -10,6 +10,7 @@ import { serveControl } from './control.js';
 import { Store, currentOwner } from '../store/store.js';
 import { Vfs } from '../vfs/vfs.js';
 import { ReaderPool } from '../store/readers.js';
+import { Checkpointer } from '../store/checkpointer.js';
 import { fillDebug } from '../cache/fill.js';
 import { lockChecker } from '../cache/lockcheck.js';
 import { storeFault } from '../store/faults.js';
@@ -143,6 +144,7 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
   if (orphans > 0) opts.log(`removed ${orphans} orphaned inode(s): unlinked files the last daemon had not removed (it was killed, or the store refused it at unmount)`);
 
   let dispatcher: Dispatcher | undefined;
+  let checkpointer: Checkpointer | null = null;
   const stopControl = serveControl(process.pid, () => ({
     pid: process.pid,
     store: opts.store,
@@ -159,6 +161,7 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
     readers: { threads: readers.threads, idleBays: readers.idleBays, ...readers.stats },
     blocks: { used: store.blocks.used, reserved: store.blocks.reserved, capacity: store.blocks.capacity },
     commits: store.commits,
+    checkpoints: checkpointer?.stats ?? null,
     requests: dispatcher?.requestCounts() ?? {},
     inodesInMemory: vfs.icache.size,
     openHandles: vfs.handles.size,
@@ -188,9 +191,15 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
         opts.log(fault ? `shutdown: the store could not be written, whatever was still dirty is lost: ${fault.message}` : `shutdown: ${(e as Error).stack}`);
         code = 1;
       }
-      store.close();
       for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.off(s, onSignal);
-      void readers.close().then(() => resolve(code));
+      // The other connections go first, so that the writer's close is the store's last:
+      // SQLite then copies the whole WAL into the store's file and removes it, and the
+      // unmounted store is one file again (with a reader thread still open, the WAL stayed
+      // beside it, and the file alone missed what was written).
+      void Promise.all([checkpointer?.close(), readers.close()]).then(() => {
+        store.close();
+        resolve(code);
+      });
     };
     const dispatch = dispatcher = new Dispatcher(vfs, fuse, {
       attrTimeout: ATTR_TIMEOUT_S,
@@ -233,6 +242,8 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
       throw e;
     }
     notify.session = session;
+    checkpointer = new Checkpointer(opts.store, store.db, opts.log);
+    store.checkpoints = checkpointer;
     const periodic = (what: string, fn: () => void) => {
       try {
         fn();

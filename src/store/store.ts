@@ -63,6 +63,8 @@ export class Store {
   private generation: number | null = null;
   /** Write transactions committed since the store was opened (each is one WAL commit when it changed anything). */
   commits = 0;
+  /** The daemon's background checkpoints (checkpointer.ts), told of each commit. */
+  checkpoints: { committed(): void; readonly busy: boolean; unhurried<T>(fn: () => T): T } | null = null;
 
   constructor(readonly db: DB, readonly sb: Superblock, readonly path: string) {
     this.inodes = new InodeTable(db);
@@ -132,6 +134,7 @@ export class Store {
       if (this.health.faulty && this.totalChangesStmt.get() !== before) this.health.ok();
       this.unsynced = true;
       this.commits++;
+      this.checkpoints?.committed();
       return r;
     } catch (e) {
       this.blocks.restore(saved);
@@ -154,11 +157,12 @@ export class Store {
     this.endRead();
     this.db.pragma('synchronous = FULL');
     try {
-      const r = this.writeTxn(() => {
+      const txn = () => this.writeTxn(() => {
         const r = fn();
         if (this.unsynced) this.bumpGenStmt.run();
         return r;
       });
+      const r = this.checkpoints ? this.checkpoints.unhurried(txn) : txn();
       this.unsynced = false;
       return r;
     } finally {

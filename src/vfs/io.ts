@@ -171,8 +171,10 @@ export async function write(vfs: Vfs, caller: Caller, fh: number, ino: number, d
   // and 166 MiB appended). A stream seldom writes its pages again, so writing them back
   // early costs no second write (it would for random overwrites, which wait for the cap
   // or fsync). The pages written back then leave the cache (drop-behind,
-  // PageCache.dropBehind).
-  if (streaming && m.dirtyPages.size >= vfs.writeBehindPages) vfs.writeBehind(inode);
+  // PageCache.dropBehind). While a background checkpoint runs, the write-behind waits
+  // for it, up to twice its size, so that the next transaction restarts the WAL instead of
+  // growing it (src/store/checkpointer.ts).
+  if (streaming && m.dirtyPages.size >= vfs.writeBehindPages && (!vfs.store.checkpoints?.busy || m.dirtyPages.size >= 2 * vfs.writeBehindPages)) vfs.writeBehind(inode);
   vfs.balance();
   // An O_DIRECT write went around the kernel's page cache, and for an async one that does
   // not grow the file the kernel drops no page (EXPLICIT_INVAL_DATA leaves that to us):

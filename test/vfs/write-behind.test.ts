@@ -76,6 +76,32 @@ describe('write-behind', () => {
     }
   }, 60_000);
 
+  it('waits for a running background checkpoint, up to twice its size, and goes at its size again once it ends', async () => {
+    const { store, vfs } = setup(64 * MiB);
+    // The checkpointer as the store sees it (src/store/checkpointer.ts), busy on demand.
+    const ck = { busy: true, committed: () => undefined, unhurried: <T>(fn: () => T) => fn() };
+    store.checkpoints = ck;
+    try {
+      const limit = vfs.writeBehindPages;
+      const pagesPerWrite = MiB / vfs.cache.pageSize;
+      let most = 0;
+      const { inode, fh } = await stream(vfs, 40 * MiB, () => { most = Math.max(most, vfs.cache.dirtyCount); });
+      // Held back while the checkpoint runs: past its size (at once without the wait), never past twice that.
+      expect(most).toBe(2 * limit - pagesPerWrite);
+      ck.busy = false;
+      most = 0;
+      for (let off = 40 * MiB; off < 80 * MiB; off += MiB) {
+        await io.write(vfs, me, fh, inode.ino, chunk(off), off, 'kernel');
+        most = Math.max(most, vfs.cache.dirtyCount);
+      }
+      expect(most).toBeLessThan(limit + pagesPerWrite);
+      for (const p of [...inode.mapping!.pages.values()]) if (!p.dirty) vfs.cache.remove(p);
+      await expectReadsBack(vfs, fh, inode.ino, 80 * MiB);
+    } finally {
+      store.close();
+    }
+  }, 60_000);
+
   it('a sequential overwrite of preallocated space (fio\'s default) starts it too, and reads back whole', async () => {
     const { store, vfs } = setup(64 * MiB);
     try {
