@@ -21,8 +21,8 @@
  * waits for the running checkpoint before its next write-behind (io.ts): without that,
  * the next 32 MiB transaction began while the thread was still copying the last, the WAL
  * never restarted, and the backstop did half the copying on the event loop again.
- * fsync's commit skips the backstop (unhurried): the caller waits for durability, which
- * the commit gave, not for the copy.
+ * fsync's commit skips the backstop (unhurried) while the WAL is below it: the caller
+ * waits for durability, which the commit gave, not for the copy.
  *
  * If the thread cannot run (its connection does not open, it dies), the writer goes back
  * to SQLite's default and checkpoints everything itself, as before; a checkpoint that
@@ -101,10 +101,12 @@ export class Checkpointer {
 
   /**
    * Runs `fn` (a commit someone waits for: fsync) without the writer's own checkpoint
-   * after it; the thread copies its frames afterwards instead.
+   * after it; the thread copies its frames afterwards instead. Not once the thread has
+   * seen the WAL at the backstop: a program that fsyncs after every write commits only
+   * through here, and the backstop is then all that restarts a WAL the thread lags behind.
    */
   unhurried<T>(fn: () => T): T {
-    if (!this.worker) return fn();
+    if (!this.worker || this.lastLog >= BACKSTOP_FRAMES) return fn();
     this.db.pragma('wal_autocheckpoint = 0');
     try {
       return fn();

@@ -58,6 +58,15 @@ describe('Checkpointer', () => {
     expect(autocheckpoint(store)).toBe(BACKSTOP_FRAMES);
   }), 30_000);
 
+  it('keeps the backstop for fsync\'s commit once the WAL has reached it', () => withCheckpointer(async (store, ck) => {
+    writeBlocks(store, 1, 3 * BACKSTOP_FRAMES + 300); // three blocks a 16 KiB page: past the backstop
+    await until('a checkpoint', () => ck.stats.checkpoints > 0 && !ck.busy);
+    expect(ck.stats.maxWalFrames).toBeGreaterThanOrEqual(BACKSTOP_FRAMES);
+    let during = -1;
+    store.durably(() => { during = autocheckpoint(store); });
+    expect(during).toBe(BACKSTOP_FRAMES);
+  }), 60_000);
+
   it('hands checkpoints back to the writer when its thread cannot run', () => withCheckpointer(async (store, ck, logs) => {
     await until('the thread to stop', () => !ck.stats.running);
     expect(autocheckpoint(store)).toBe(1000); // SQLite's default
