@@ -33,7 +33,7 @@
  * run, alternating runs, medians): 1 GiB sequential write (scripts/fio/seqwrite.fio),
  * 4 pairs, 261 -> 291 MiB/s, faster in all four; fsync after 6 s of 4 KiB random writes
  * to a 256 MiB file, 6 pairs, 391 -> 194 ms; 4 KiB punches (scripts/fio/punch.fio), 3
- * pairs, 11,958 -> 12,588 punches/s; creates of 10,000 files, 7 pairs, no difference
+ * pairs, 12,044 -> 12,588 punches/s; creates of 10,000 files, 7 pairs, no difference
  * beyond the noise (ratios 0.84-1.21, median 0.98): their checkpoints copy few distinct
  * pages (1,200 frames of a create stream took 0.2-0.3 ms).
  */
