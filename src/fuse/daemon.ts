@@ -197,7 +197,12 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
       // unmounted store is one file again (with a reader thread still open, the WAL stayed
       // beside it, and the file alone missed what was written).
       void Promise.all([checkpointer?.close(), readers.close()]).then(() => {
-        store.close();
+        try {
+          store.close();
+        } catch (e) {
+          opts.log(`shutdown: closing the store: ${(e as Error).message}`);
+          code = 1;
+        }
         resolve(code);
       });
     };

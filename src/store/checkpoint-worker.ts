@@ -8,6 +8,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 
 export interface CheckpointReply {
+  /** Another connection's checkpoint held the lock: this one did nothing, and log and checkpointed are -1. */
+  busy: boolean;
   /** Frames in the WAL, and how many of them are in the store's file now. */
   log: number;
   checkpointed: number;
@@ -54,10 +56,10 @@ parentPort!.on('message', (msg: 'checkpoint' | 'close') => {
     // PASSIVE: copies what no reader still needs and waits for nobody, so the writer is
     // never held up by it (a frame a reader needs is copied by a later checkpoint).
     const [r] = db.pragma('wal_checkpoint(PASSIVE)') as { busy: number; log: number; checkpointed: number }[];
-    const reply: CheckpointReply = { log: r.log, checkpointed: r.checkpointed, seq: walSeq(), ns: Number(process.hrtime.bigint() - t0) };
+    const reply: CheckpointReply = { busy: r.busy !== 0, log: r.log, checkpointed: r.checkpointed, seq: walSeq(), ns: Number(process.hrtime.bigint() - t0) };
     parentPort!.postMessage(reply);
   } catch (e) {
     const code = (e as { code?: string }).code;
-    parentPort!.postMessage({ log: 0, checkpointed: 0, seq: -1, ns: Number(process.hrtime.bigint() - t0), error: `${code ?? 'error'}: ${(e as Error).message}` } satisfies CheckpointReply);
+    parentPort!.postMessage({ busy: false, log: 0, checkpointed: 0, seq: -1, ns: Number(process.hrtime.bigint() - t0), error: `${code ?? 'error'}: ${(e as Error).message}` } satisfies CheckpointReply);
   }
 });

@@ -8,21 +8,24 @@
  * that thread's perf samples (walCheckpoint under sqlite3WalDefaultHook), and an fsync
  * after random writes waited for the copy of everything it committed.
  *
- * Here a thread with its own connection copies, PASSIVE (it waits for no one and holds
- * up no one), one checkpoint at a time, each started by a commit and spaced so that it
- * copies about TARGET_FRAMES, SQLite's own amount: a checkpoint has a fixed cost (two
- * syncs, the WAL's locks) that tiny ones would pay over and over, on a core that the
- * daemon and the program calling it need.
+ * Here a thread with its own connection copies, PASSIVE (it waits for no one, and the
+ * writer never waits for it: a backstop checkpoint of the writer's that finds it copying
+ * is skipped until the next commit), one checkpoint at a time, each started by a commit
+ * and spaced so that it copies about TARGET_FRAMES, SQLite's own amount: a checkpoint
+ * has a fixed cost (two syncs, the WAL's locks) that tiny ones would pay over and over,
+ * on a core that the daemon and the program calling it need.
  *
  * A WAL is restarted from its beginning only by a write transaction that begins when
- * every frame is in the store's file. A stream of commits can keep the thread from ever
- * getting there first, so the writer keeps SQLite's own checkpoint as a backstop, at
- * BACKSTOP_FRAMES (it then copies only what the thread has not), and a streaming write
- * waits for the running checkpoint before its next write-behind (io.ts): without that,
- * the next 32 MiB transaction began while the thread was still copying the last, the WAL
- * never restarted, and the backstop did half the copying on the event loop again.
- * fsync's commit skips the backstop (unhurried) while the WAL is below it: the caller
- * waits for durability, which the commit gave, not for the copy.
+ * every frame is in the store's file and no reader holds an older snapshot. A stream of
+ * commits can keep the thread from ever getting there first, so the writer keeps
+ * SQLite's own checkpoint as a backstop, at BACKSTOP_FRAMES (it then copies only what the
+ * thread has not; not a hard bound, since a backstop that collides with the thread's
+ * checkpoint waits for the next commit), and a streaming write waits for the running
+ * checkpoint before its next write-behind (io.ts): without that, the next 32 MiB
+ * transaction began while the thread was still copying the last, the WAL never
+ * restarted, and the backstop did half the copying on the event loop again. fsync's
+ * commit skips the backstop (unhurried) while the thread last saw the WAL below it: the
+ * caller waits for durability, which the commit gave, not for the copy.
  *
  * If the thread cannot run (its connection does not open, it dies), the writer goes back
  * to SQLite's default and checkpoints everything itself, as before; a checkpoint that
@@ -94,9 +97,9 @@ export class Checkpointer {
     worker.unref();
   }
 
-  /** A checkpoint is running. */
+  /** A checkpoint is running (never once the thread is gone: nothing would end it). */
   get busy(): boolean {
-    return this.inFlight;
+    return this.inFlight && this.worker !== null;
   }
 
   /**
@@ -144,7 +147,11 @@ export class Checkpointer {
     this.inFlight = false;
     this.stats.checkpoints++;
     this.stats.ms += r.ns / 1e6;
-    if (r.error !== undefined) {
+    if (r.busy) {
+      // The writer's backstop held the checkpoint lock: nothing was learnt of the WAL
+      // (SQLite reports -1 frames); try again after the interval.
+      this.pending = true;
+    } else if (r.error !== undefined) {
       this.stats.failures++;
       if (!this.failing) this.log(`background checkpoint failed (${r.error}); the WAL keeps the frames until one succeeds`);
       this.failing = true;
@@ -169,6 +176,7 @@ export class Checkpointer {
   private lost(why: string): void {
     if (!this.worker) return;
     this.worker = null;
+    this.inFlight = false;
     this.stats.running = false;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
@@ -185,7 +193,8 @@ export class Checkpointer {
     this.worker = null;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    if (!w) return;
+    // A thread that failed may not have exited yet: its connection may still be open.
+    if (!w) return this.exited;
     w.postMessage('close');
     const killed = setTimeout(() => void w.terminate(), 5000);
     await this.exited;

@@ -1,8 +1,7 @@
 /**
- * Checkpoints through the mount (src/store/checkpointer.ts): a streamed file is copied
- * into the store's file by the checkpoint thread while it is written, so the WAL does not
- * grow with the file; and an unmounted store is one file again, which alone holds
- * everything written (the WAL and its index are gone).
+ * Checkpoints through the mount (src/store/checkpointer.ts): while a file is streamed the
+ * checkpoint thread runs and the WAL does not grow with the file; and an unmounted store
+ * is one file again, which alone holds everything written (the WAL and its index are gone).
  */
 import { describe, it, expect, afterEach } from 'vitest';
 import fs from 'node:fs';
@@ -28,18 +27,21 @@ async function mount(store?: string): Promise<Mounted> {
 }
 
 describe('checkpoints', () => {
-  it('a streamed file is checkpointed on the checkpoint thread as it is written, and its WAL stays far smaller than the file', async () => {
+  it('a streamed file: checkpoints run on the checkpoint thread and none fails, the WAL stays smaller than the file, the file reads back after a remount', async () => {
     const m = await mount();
     const f = path.join(m.mp, 'stream.bin');
-    await shOk(`dd if=/dev/urandom of=${q(f)} bs=1M count=160 conv=fsync status=none`, { timeoutMs: 120_000 });
+    await shOk(`dd if=/dev/urandom of=${q(f)} bs=1M count=256 conv=fsync status=none`, { timeoutMs: 120_000 });
     const live = (await pagefsStat(m.mp)).live;
     expect(live.checkpoints.running).toBe(true);
     expect(live.checkpoints.checkpoints).toBeGreaterThan(0);
     expect(live.checkpoints.failures).toBe(0);
-    // 160 MiB of 4 KiB blocks is about 230 MiB of 16 KiB WAL frames (three blocks a page)
-    // when nothing restarts the WAL; each write-behind transaction is 32 MiB of the file.
+    // 256 MiB of 4 KiB blocks is about 370 MiB of 16 KiB WAL frames (three blocks a page)
+    // when nothing restarts the WAL. Restarted, it holds about the backstop's 4,096 frames
+    // (64 MiB) and a write-behind transaction or two (32 MiB of the file each, 64 while
+    // one waited for a checkpoint: 45 or 90 MiB of frames); the file's size bounds that.
+    // (That the thread, not the writer, copies is test/store/checkpointer.test.ts's.)
     const wal = fs.statSync(`${m.store}-wal`).size;
-    expect(wal, `WAL of ${(wal / MiB).toFixed(1)} MiB`).toBeLessThan(100 * MiB);
+    expect(wal, `WAL of ${(wal / MiB).toFixed(1)} MiB`).toBeLessThan(256 * MiB);
     const sum = await sha256(f);
     await dropCaches();
     await m.unmount();

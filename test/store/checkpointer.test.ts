@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import { newStore } from '../helpers/store.js';
 import { Checkpointer, BACKSTOP_FRAMES } from '../../src/store/checkpointer.js';
 import type { Store } from '../../src/store/store.js';
+import type { CheckpointReply } from '../../src/store/checkpoint-worker.js';
 
 const BS = 4096;
 
@@ -70,6 +71,7 @@ describe('Checkpointer', () => {
   it('hands checkpoints back to the writer when its thread cannot run', () => withCheckpointer(async (store, ck, logs) => {
     await until('the thread to stop', () => !ck.stats.running);
     expect(autocheckpoint(store)).toBe(1000); // SQLite's default
+    expect(ck.busy).toBe(false); // a streaming write-behind waits for nothing
     expect(logs.some((m) => m.startsWith('checkpoint thread stopped'))).toBe(true);
     // Commits and fsyncs go on, checkpointed by the writer.
     writeBlocks(store, 1, 30);
@@ -77,6 +79,21 @@ describe('Checkpointer', () => {
     store.durably(() => { during = autocheckpoint(store); });
     expect(during).toBe(1000);
   }, 'STORE.missing'), 30_000);
+
+  it('takes a checkpoint that found the lock held for no news of the WAL', () => withCheckpointer(async (store, ck) => {
+    writeBlocks(store, 1, 3 * BACKSTOP_FRAMES + 300);
+    await until('a checkpoint', () => ck.stats.checkpoints > 0 && !ck.busy);
+    const seen = ck.stats.maxWalFrames;
+    expect(seen).toBeGreaterThanOrEqual(BACKSTOP_FRAMES);
+    // What the thread reports when the writer's backstop held the checkpoint lock:
+    // SQLite's busy flag and -1 frames (not a way this test can make it happen on cue).
+    (ck as unknown as { done(r: CheckpointReply): void }).done({ busy: true, log: -1, checkpointed: -1, seq: -1, ns: 0 });
+    let during = -1;
+    store.durably(() => { during = autocheckpoint(store); });
+    expect(during).toBe(BACKSTOP_FRAMES); // still known to be at the backstop
+    expect(ck.stats.maxWalFrames).toBe(seen);
+    expect(ck.stats.behind).toBe(0);
+  }), 60_000);
 
   it('once closed, leaves the writer\'s close to fold the whole WAL into the store\'s file', async () => {
     const { file, store } = newStore('ckpt', BS);
