@@ -5,6 +5,7 @@ import { findMount, isPagefsMount } from './mounts.js';
 import { formatSize } from '../util/size.js';
 import { UserError } from '../util/errors.js';
 import { queryControl } from '../fuse/control.js';
+import type { CheckpointStats } from '../store/checkpointer.js';
 
 export async function statCommand(target: string, opts: { json?: boolean }): Promise<void> {
   let storePath = target;
@@ -101,7 +102,7 @@ export async function statCommand(target: string, opts: { json?: boolean }): Pro
 }
 
 /** What the checkpoint thread did (src/store/checkpointer.ts). */
-function checkpointLine(c: { checkpoints: number; ms: number; maxWalFrames: number; behind: number; failures: number; running: boolean } | null | undefined): string {
+function checkpointLine(c: CheckpointStats | null | undefined): string {
   if (!c) return 'the writer makes its own (no checkpoint thread)';
   return `${c.checkpoints} on the checkpoint thread, ${c.ms.toFixed(0)} ms in all, ${c.failures} failed; WAL at most ${c.maxWalFrames} frames, ` +
     `${c.behind} left in it by the last` + (c.running ? '' : '; the thread stopped, the writer makes its own');

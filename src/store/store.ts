@@ -117,6 +117,11 @@ export class Store {
     }
   }
 
+  /** Throws unless a write transaction (txn or durably) is running: `what` must not commit by itself. */
+  assertInTxn(what: string): void {
+    if (this.depth === 0) throw new Error(`${what} must run inside a store transaction`);
+  }
+
   /** txn's body, with the read transaction already ended. */
   private writeTxn<T>(fn: () => T): T {
     // An unlinked store would take every commit and lose it all when we close it.

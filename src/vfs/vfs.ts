@@ -309,8 +309,9 @@ export class Vfs {
     return inos.length;
   }
 
-  /** Removes an unlinked inode's blocks, xattrs and row. Inside a transaction. */
+  /** Removes an unlinked inode's blocks, xattrs and row, in the caller's transaction. */
   private destroyLocked(ino: number): void {
+    this.store.assertInTxn('destroying an inode');
     this.store.blocks.unmapRange(ino, 0, Number.MAX_SAFE_INTEGER);
     this.store.xattrs.removeAll(ino);
     this.store.inodes.delete(ino);
