@@ -111,7 +111,7 @@ the next mount removes them.`)
 
 program.command('stat')
   .description('Show a store\'s format, block size, capacity, blocks used, shared and free, and inodes. ' +
-    'Given the mountpoint of a mounted store, also the daemon\'s live figures: page cache, lock waits, ' +
+    'Given the mountpoint of a mounted store, also the daemon\'s live figures: page cache, lock waits, the block-map cache, ' +
     'reader threads, checkpoints, the requests it received by op, and its memory.')
   .argument('<target>', 'a store file, or the mountpoint of a mounted store')
   .option('--json', 'print one JSON object instead of text')

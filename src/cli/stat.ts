@@ -6,6 +6,7 @@ import { formatSize } from '../util/size.js';
 import { UserError } from '../util/errors.js';
 import { queryControl } from '../fuse/control.js';
 import type { CheckpointStats } from '../store/checkpointer.js';
+import { GROUP, type MapCacheStats } from '../store/mapcache.js';
 
 export async function statCommand(target: string, opts: { json?: boolean }): Promise<void> {
   let storePath = target;
@@ -81,6 +82,7 @@ export async function statCommand(target: string, opts: { json?: boolean }): Pro
         ['evictions', `${c.evictions} evictions, ${c.droppedBehind ?? 0} pages dropped behind streaming writes, ${c.invalidations} invalidations`],
         ['writeback', `${c.writebacks} writebacks of ${c.writebackPages} pages`],
         ['locks', `${c.lock.waits} waits, ${(c.lock.waitNs / 1e6).toFixed(1)} ms waiting; checker ${live.lockChecker.enabled ? 'on' : 'off'}, ${live.lockChecker.violations} violations`],
+        ['block map', mapCacheLine(live.mapCache)],
         ['readers', `${live.readers.threads} threads, ${live.readers.reads} reads of ${live.readers.blocks} blocks, at most ${live.readers.maxOutstanding} at once, ${live.readers.stagedReads ?? 0} through the staging bays; ${live.readers.syncReads ?? 0} small reads on the main thread`],
       );
       const reqs = Object.entries(live.requests ?? {}) as [string, number][];
@@ -99,6 +101,12 @@ export async function statCommand(target: string, opts: { json?: boolean }): Pro
   } finally {
     store.close();
   }
+}
+
+/** The fills' block-map cache (src/store/mapcache.ts); absent from daemons older than it. */
+function mapCacheLine(m: (MapCacheStats & { groups: number }) | undefined): string {
+  if (!m) return 'not reported by this daemon';
+  return `${m.groups} groups of ${GROUP} blocks cached for reads; ${m.hits} times a lookup found its group cached, ${m.loads} groups loaded from the store, ${m.bypasses} lookups not cached, emptied ${m.resets} times`;
 }
 
 /** What the checkpoint thread did (src/store/checkpointer.ts). */

@@ -12,6 +12,7 @@ import type { DB } from './open.js';
 import { BMAP_UNWRITTEN } from './schema.js';
 import { fsErr } from '../util/errors.js';
 import { SparseBitset } from '../util/bitset.js';
+import { MapCache, GROUP, PACK } from './mapcache.js';
 
 export interface MapEntry {
   fblock: number;
@@ -56,6 +57,8 @@ export class BlockTable {
    * behind a clear bit (the other file let go of its share) is only asked about again.
    */
   private readonly ownedKnown = new Map<number, SparseBitset>();
+  /** The map as fills read it, in groups (mapcache.ts): every change below is told to it. */
+  readonly mapCache: MapCache;
 
   private readonly mapRangeStmt;
   private readonly mapOneStmt;
@@ -101,6 +104,11 @@ export class BlockTable {
     // Ascending, said so: fills walk it alongside their missing blocks (fill.ts). The
     // primary key's order makes the ORDER BY free.
     this.fillMapStmt = db.prepare('SELECT fblock, pblock, flags FROM bmap WHERE ino = ? AND fblock >= ? AND fblock <= ? ORDER BY fblock').raw();
+    // One number per row, not an array: half the cost of a group's load (64 rows).
+    const groupStmt = db.prepare(`SELECT CASE WHEN pblock < ${PACK / 2} THEN (fblock - ?) * ${PACK} + pblock * 2 + (flags & ${BMAP_UNWRITTEN}) ELSE -1 END
+      FROM bmap WHERE ino = ? AND fblock >= ? AND fblock < ?`).pluck();
+    this.mapCache = new MapCache((ino, first) => groupStmt.all(first, ino, first, first + GROUP) as number[],
+      (ino, first, last) => this.fillMapStmt.all(ino, first, last) as FillEntry[]);
     this.upsertMapStmt = db.prepare('INSERT OR REPLACE INTO bmap (ino, fblock, pblock, flags) VALUES (?, ?, ?, ?)');
     this.deleteMapRangeStmt = db.prepare('DELETE FROM bmap WHERE ino = ? AND fblock >= ? AND fblock <= ?');
     this.mapRowsRangeStmt = db.prepare('SELECT pblock FROM bmap WHERE ino = ? AND fblock >= ? AND fblock <= ?').pluck();
@@ -158,6 +166,7 @@ export class BlockTable {
     // A rolled-back transaction may have changed counts and owners: ask again.
     this.mappedCounts.clear();
     this.ownedKnown.clear();
+    this.mapCache.clear();
   }
 
   /** Mapped blocks of `ino` in [first, last], ascending. */
@@ -167,7 +176,7 @@ export class BlockTable {
 
   /** Mapped blocks of `ino` in [first, last], ascending, without refcounts (for fills). */
   fillMap(ino: number, first: number, last: number): FillEntry[] {
-    return this.fillMapStmt.all(ino, first, last) as FillEntry[];
+    return this.mapCache.lookup(ino, first, last);
   }
 
   mapOne(ino: number, fblock: number): MapEntry | undefined {
@@ -214,17 +223,19 @@ export class BlockTable {
   /** Forgets what is kept in memory of an inode's blocks (the inode was removed). */
   forgetInode(ino: number): void {
     this.mappedCounts.delete(ino);
-    this.forgetOwned(ino);
+    this.forgetCached(ino);
   }
 
   /**
-   * Forgets which of an inode's blocks it owns (the inode left memory): about 1 KiB per
-   * inode and 4,096 blocks, which kept for every file ever written would grow without
-   * bound. Its count stays: a few bytes, and recounting a big file costs a scan of its
-   * block map.
+   * Forgets which of an inode's blocks it owns and its cached map (the inode left memory,
+   * or its map moved): about 1 KiB per inode and 4,096 blocks each, which kept for every
+   * file ever read or written would grow without bound (the map cache has its own bound,
+   * but a file nobody holds should not take its room). Its count stays: a few bytes, and
+   * recounting a big file costs a scan of its block map.
    */
-  forgetOwned(ino: number): void {
+  forgetCached(ino: number): void {
     this.ownedKnown.delete(ino);
+    this.mapCache.dropInode(ino);
   }
 
   private knowOwned(ino: number, fblock: number): void {
@@ -303,11 +314,13 @@ export class BlockTable {
   /** Maps an unmapped file block. */
   setMap(ino: number, fblock: number, pblock: number, flags: number): void {
     this.upsertMapStmt.run(ino, fblock, pblock, flags);
+    this.mapCache.set(ino, fblock, pblock, flags);
     this.countDelta(ino, 1);
   }
 
   setFlags(ino: number, fblock: number, flags: number): void {
     this.setFlagsStmt.run(flags, ino, fblock);
+    this.mapCache.setUnwritten(ino, fblock, flags);
   }
 
   /** Unmaps [first, last] of `ino`, dropping one reference per mapped block; returns how many were mapped. */
@@ -316,6 +329,7 @@ export class BlockTable {
     const pblocks = this.mapRowsRangeStmt.all(ino, first, last) as number[];
     if (pblocks.length === 0) return 0;
     this.deleteMapRangeStmt.run(ino, first, last);
+    this.mapCache.clearRange(ino, first, last);
     this.countDelta(ino, -pblocks.length);
     for (const p of pblocks) this.decref(p);
     return pblocks.length;
@@ -332,6 +346,7 @@ export class BlockTable {
     // The destination range is unmapped, so none of its bits is set.
     this.unknowOwned(src, sfb, sfb + n - 1);
     const added = this.shareMapStmt.run(dst, dfb - sfb, src, sfb, sfb + n - 1).changes;
+    this.mapCache.dropRange(dst, dfb, dfb + n - 1);
     this.countDelta(dst, added);
     if (added === 0) return;
     const distinct = this.shareRefsStmt.run(src, sfb, sfb + n - 1).changes;
@@ -340,7 +355,7 @@ export class BlockTable {
 
   /** Moves every mapping of `ino` at or after `from` by `delta` blocks (collapse: negative, insert: positive). */
   shift(ino: number, from: number, delta: number): void {
-    this.forgetOwned(ino);
+    this.forgetCached(ino);
     this.shiftStmt.run(delta, ino, from);
     this.unflipStmt.run(ino);
   }
@@ -361,6 +376,7 @@ export class BlockTable {
       this.writeData(pblock, bytes);
       if (cur) {
         this.upsertMapStmt.run(ino, fblock, pblock, 0);
+        this.mapCache.set(ino, fblock, pblock, 0);
         this.decref(cur.pblock);
       } else {
         this.setMap(ino, fblock, pblock, 0);

@@ -262,7 +262,7 @@ export class Vfs {
     } else {
       this.writeback(inode);
       this.dropPages(inode);
-      this.store.blocks.forgetOwned(inode.ino);
+      this.store.blocks.forgetCached(inode.ino);
     }
     this.icache.delete(inode.ino);
     // After the inode left memory: a batch the store refuses now stays waiting, and this

@@ -7,11 +7,11 @@
  */
 import { describe, it, expect, afterEach } from 'vitest';
 import fs from 'node:fs';
-import { mountFresh, sh, expectCleanLog, type Mounted } from '../helpers/mount.js';
+import { mountFresh, sh, pagefs, expectCleanLog, type Mounted } from '../helpers/mount.js';
 import path from 'node:path';
 import { mountDevice } from '../../src/fuse/readahead.js';
 import { defaultReaderThreads } from '../../src/store/readers.js';
-import { pagefsStat } from './lib.js';
+import { pagefsStat, pyOk, ok } from './lib.js';
 
 let m: Mounted | null = null;
 afterEach(async () => {
@@ -60,6 +60,34 @@ describe('block reads', () => {
     // Through the threads' staging bays, every one given back once its fill was inserted.
     expect(all.stagedReads).toBeGreaterThan(0);
     expect(all.idleBays).toBe(all.threads * 4);
+    expectCleanLog(m);
+  });
+
+  it('cold 4 KiB reads of one group of 64 blocks look up the block map once, and read the right blocks', async () => {
+    m = await mountFresh({ capacity: '64M' });
+    const f = path.join(m.mp, 'f');
+    // 256 blocks, each stamped with its number.
+    await pyOk(`
+import sys
+with open(sys.argv[1], 'wb') as f:
+    for b in range(256): f.write(b.to_bytes(4, 'little') * 1024)
+`, [f]);
+    await m.unmount();
+    await m.remount();
+    // Blocks 128-191 (the third group) in a scattered order, each read alone: no readahead.
+    const out = await pyOk(`
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+bad = [b for b in (128 + (k * 37) % 64 for k in range(64)) if os.pread(fd, 4096, b * 4096) != b.to_bytes(4, 'little') * 1024]
+print(len(bad))
+`, [f]);
+    expect(out.trim()).toBe('0');
+    const live = (await pagefsStat(m.mp)).live;
+    expect(live.readers.syncReads).toBe(64);
+    expect(live.mapCache).toMatchObject({ groups: 1, loads: 1, hits: 63, bypasses: 0 });
+    expect(ok(await pagefs(['stat', m.mp], { timeoutMs: 30_000 }), 'pagefs stat')).toMatch(
+      /^block map:\s+1 groups of 64 blocks cached for reads; 63 times a lookup found its group cached, 1 groups loaded from the store/m);
     expectCleanLog(m);
   });
 

@@ -1,0 +1,151 @@
+/**
+ * The fills' block-map cache (src/store/mapcache.ts) must answer exactly as the store
+ * does after every change to the map, or a fill reads a block a punch gave away. Random
+ * sequences of every BlockTable operation that changes the map (map, write with copy on
+ * write, unmap to a block or to the end, share, collapse and insert shifts, forgetting
+ * an inode, and transactions rolled back after some of them), with lookups in between
+ * that load groups into the cache; after each step every inode's map, read through the
+ * cache, equals the bmap rows.
+ */
+import { describe, it, expect } from 'vitest';
+import fc from 'fast-check';
+import { newStore } from '../helpers/store.js';
+import { MapCache, GROUP, PACK } from '../../src/store/mapcache.js';
+import { BMAP_UNWRITTEN } from '../../src/store/schema.js';
+import type { FillEntry } from '../../src/store/blocks.js';
+
+const BS = 4096;
+const INOS = [2, 3];
+/** Ranges checked after each step: near blocks over several groups, and a far group. */
+const RANGES: [number, number][] = [[0, 255], [37, 140], [100_000, 100_000 + 2 * GROUP]];
+
+const ino = fc.constantFrom(...INOS);
+// Few blocks, so that steps meet on the same ones (a write to a shared or an unwritten block).
+const fb = fc.oneof(
+  { weight: 4, arbitrary: fc.integer({ min: 0, max: 20 }) },
+  { weight: 2, arbitrary: fc.integer({ min: 60, max: 140 }) },
+  { weight: 1, arbitrary: fc.integer({ min: 100_000, max: 100_010 }) },
+);
+const n = fc.oneof(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 80 }));
+/** Blocks that single-block steps pick: fewer still, so that writes find blocks mapped, unwritten or shared. */
+const one = fc.oneof(
+  { weight: 4, arbitrary: fc.integer({ min: 0, max: 7 }) },
+  { weight: 2, arbitrary: fc.integer({ min: 60, max: 67 }) },
+  { weight: 1, arbitrary: fc.integer({ min: 100_000, max: 100_003 }) },
+);
+const change = fc.oneof(
+  { weight: 3, arbitrary: fc.record({ k: fc.constant('map' as const), ino, fb: one, unwritten: fc.boolean() }) },
+  { weight: 3, arbitrary: fc.record({ k: fc.constant('write' as const), ino, fb: one }) },
+  { weight: 1, arbitrary: fc.record({ k: fc.constant('unmap' as const), ino, fb, n, toEnd: fc.boolean() }) },
+  { weight: 1, arbitrary: fc.record({ k: fc.constant('share' as const), src: ino, sfb: fb, dst: ino, dfb: fb, n }) },
+  { weight: 2, arbitrary: fc.record({ k: fc.constant('share' as const), src: ino, sfb: one, dst: ino, dfb: one, n: fc.integer({ min: 1, max: 3 }) }) },
+  { weight: 1, arbitrary: fc.record({ k: fc.constant('shift' as const), ino, fb, n, collapse: fc.boolean() }) },
+  { weight: 1, arbitrary: fc.record({ k: fc.constant('forget' as const), ino }) },
+  { weight: 1, arbitrary: fc.record({ k: fc.constant('read' as const), ino, fb, n }) },
+);
+type Change = typeof change extends fc.Arbitrary<infer T> ? T : never;
+const step = fc.oneof(
+  { weight: 6, arbitrary: change },
+  { weight: 1, arbitrary: fc.record({ k: fc.constant('rollback' as const), inner: fc.array(change, { minLength: 1, maxLength: 4 }) }) },
+);
+
+describe('block-map cache', () => {
+  it('answers as the bmap rows after every change, rolled-back transactions included', () => {
+    const { store } = newStore('mapcache', BS, 64 << 20);
+    try {
+      const blocks = store.blocks;
+      const rows = store.db.prepare('SELECT fblock, pblock, flags FROM bmap WHERE ino = ? AND fblock >= ? AND fblock <= ? ORDER BY fblock').raw();
+      const truth = (i: number, a: number, b: number) => (rows.all(i, a, b) as FillEntry[]).map(([f, p, fl]) => [f, p, fl & BMAP_UNWRITTEN]);
+      const check = (what: string) => {
+        for (const i of INOS) for (const [a, b] of RANGES) expect(blocks.fillMap(i, a, b), `${what}: inode ${i} [${a}, ${b}]`).toEqual(truth(i, a, b));
+      };
+      const bytes = Buffer.alloc(BS, 0x5a);
+      const ran = { steps: 0, rollbacks: 0, unwrittenWrites: 0, sharedWrites: 0 };
+      const apply = (c: Change) => {
+        switch (c.k) {
+          case 'map':
+            if (!blocks.mapOne(c.ino, c.fb)) blocks.setMap(c.ino, c.fb, blocks.allocate(false), c.unwritten ? BMAP_UNWRITTEN : 0);
+            break;
+          case 'write': {
+            const cur = blocks.mapOne(c.ino, c.fb);
+            if (cur && cur.flags & BMAP_UNWRITTEN) ran.unwrittenWrites++;
+            if (cur && cur.refcount > 1) ran.sharedWrites++;
+            blocks.writeBlock(c.ino, c.fb, bytes, false);
+            break;
+          }
+          case 'unmap':
+            blocks.unmapRange(c.ino, c.fb, c.toEnd ? Number.MAX_SAFE_INTEGER : c.fb + c.n - 1);
+            break;
+          case 'share':
+            // As copy.ts: the destination range is unmapped first; ranges of one file must not overlap.
+            if (c.src === c.dst && c.dfb < c.sfb + c.n && c.sfb < c.dfb + c.n) break;
+            blocks.unmapRange(c.dst, c.dfb, c.dfb + c.n - 1);
+            blocks.shareRange(c.src, c.sfb, c.dst, c.dfb, c.n);
+            break;
+          case 'shift':
+            // As shift.ts: a collapse unmaps the range it removes first.
+            if (c.collapse) {
+              blocks.unmapRange(c.ino, c.fb, c.fb + c.n - 1);
+              blocks.shift(c.ino, c.fb + c.n, -c.n);
+            } else {
+              blocks.shift(c.ino, c.fb, c.n);
+            }
+            break;
+          case 'forget':
+            blocks.forgetCached(c.ino);
+            break;
+          case 'read':
+            blocks.fillMap(c.ino, c.fb, c.fb + c.n - 1);
+            break;
+        }
+      };
+      fc.assert(fc.property(fc.array(step, { minLength: 5, maxLength: 40, size: 'max' }), (steps) => {
+        // Each sequence starts from empty files.
+        store.txn(() => { for (const i of INOS) blocks.unmapRange(i, 0, Number.MAX_SAFE_INTEGER); });
+        check('start');
+        for (const s of steps) {
+          ran.steps++;
+          if (s.k === 'rollback') {
+            ran.rollbacks++;
+            expect(() => store.txn(() => {
+              for (const c of s.inner) apply(c);
+              // The lookups inside the transaction load groups holding what it changed.
+              for (const i of INOS) blocks.fillMap(i, 0, 255);
+              throw new Error('roll back');
+            })).toThrow('roll back');
+            check(`after rolling back ${JSON.stringify(s.inner)}`);
+          } else {
+            store.txn(() => apply(s));
+            check(`after ${JSON.stringify(s)}`);
+          }
+        }
+      }), { numRuns: 600, seed: 4242 });
+      // The sequences met the cases that matter: writes into unwritten and into shared blocks.
+      expect(ran.rollbacks).toBeGreaterThan(50);
+      expect(ran.unwrittenWrites).toBeGreaterThan(50);
+      expect(ran.sharedWrites).toBeGreaterThan(20);
+      // The cache was used, not bypassed: lookups found groups it held.
+      expect(blocks.mapCache.stats.hits).toBeGreaterThan(ran.steps);
+      expect(blocks.mapCache.stats.bypasses).toBe(0);
+    } finally {
+      store.close();
+    }
+  }, 120_000);
+
+  it('empties itself at its bound, and bypasses what it cannot hold, with the same answers', () => {
+    // A map of one inode held in a plain array: group loads pack it as blocks.ts's query does.
+    const map = new Map<number, [number, number]>([[3, [7, 0]], [70, [9, BMAP_UNWRITTEN]], [200, [11, 0]], [5000, [PACK, 0]]]);
+    const query = (_ino: number, a: number, b: number): FillEntry[] =>
+      [...map].filter(([f]) => f >= a && f <= b).sort((x, y) => x[0] - y[0]).map(([f, [p, fl]]) => [f, p, fl]);
+    const load = (_ino: number, first: number): number[] =>
+      query(0, first, first + GROUP - 1).map(([f, p, fl]) => (p < PACK / 2 ? (f - first) * PACK + p * 2 + fl : -1));
+    const cache = new MapCache(load, query, 2);
+    for (const [a, b] of [[0, 10], [64, 127], [128, 255], [0, 255]] as [number, number][]) expect(cache.lookup(9, a, b)).toEqual(query(9, a, b));
+    expect(cache.stats.resets).toBeGreaterThan(0);
+    expect(cache.size).toBeLessThanOrEqual(2);
+    // A block numbered beyond what packs exactly, and a range longer than 64 groups: asked of the store.
+    expect(cache.lookup(9, 4990, 5010)).toEqual([[5000, PACK, 0]]);
+    expect(cache.lookup(9, 0, 64 * GROUP)).toEqual(query(9, 0, 64 * GROUP));
+    expect(cache.stats.bypasses).toBe(2);
+  });
+});
