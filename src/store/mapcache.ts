@@ -2,12 +2,12 @@
  * The block map as fills read it, kept in memory in aligned groups of GROUP blocks.
  *
  * A cold 4 KiB read spent about 6.6 us of its 45 on the block-map query (measured through
- * the mount: fio randread on a cold 256 MiB file, 22k IOPS with the query, 29k with every
- * block mapped nowhere and no data read, 36k with neither); the query itself is 3.5-5 us
- * wherever it runs. SQLite reads a whole 16 KiB page of the map to answer one row, as a
- * disk filesystem reads a whole block of its extent tree: so one query learns the
- * mappings of a group of neighbours (14 us for 64 rows, packed into one number each),
- * and the next reads near it are answered from here.
+ * the mount: fio randread on a cold 256 MiB file, 22k IOPS with the query and the block
+ * read, 29k with the query alone, 36k with neither); the query alone, timed in a loop
+ * outside the daemon, is 3.5-6 us. SQLite reads a whole 16 KiB page of the map to
+ * answer one row, as a disk filesystem reads a whole block of its extent tree: so one
+ * query learns the mappings of a group of neighbours (14 us for 64 rows, packed into one
+ * number each), and the next reads near it are answered from here.
  *
  * Coherence is the hazard pagefs exists for: a fill that read a freed block's number
  * from here would read a block a punch gave away. So BlockTable, the only writer of the
