@@ -2,8 +2,9 @@
  * The cold-read path's choices: the kernel's readahead window for a pagefs mount, raised
  * from the bdi default of 128 KiB to the 1 MiB the daemon asks for (src/fuse/readahead.ts),
  * so that a cold sequential read reaches the daemon in 1 MiB READs, not 128 KiB ones (tests
- * run as root, who may write sysfs); and which block reads go to the reader threads
- * (src/store/readers.ts): small ones are read on the daemon's main thread, large ones not.
+ * run as root, who may write sysfs); which block reads go to the reader threads
+ * (src/store/readers.ts): small ones are read on the daemon's main thread, large ones not;
+ * and the fills' block-map cache (src/store/mapcache.ts): one query per group of 64 blocks.
  */
 import { describe, it, expect, afterEach } from 'vitest';
 import fs from 'node:fs';
@@ -87,7 +88,7 @@ print(len(bad))
     expect(live.readers.syncReads).toBe(64);
     expect(live.mapCache).toMatchObject({ groups: 1, loads: 1, hits: 63, bypasses: 0 });
     expect(ok(await pagefs(['stat', m.mp], { timeoutMs: 30_000 }), 'pagefs stat')).toMatch(
-      /^block map:\s+1 groups of 64 blocks cached for reads; 63 times a lookup found its group cached, 1 groups loaded from the store/m);
+      /^block map:\s+groups of 64 blocks cached for reads: 1; lookups that found their group cached: 63; groups loaded from the store: 1; lookups not cached: 0;/m);
     expectCleanLog(m);
   });
 
