@@ -106,7 +106,7 @@ export async function statCommand(target: string, opts: { json?: boolean }): Pro
 /** The fills' block-map cache (src/store/mapcache.ts); absent from daemons older than it. */
 function mapCacheLine(m: (MapCacheStats & { groups: number }) | undefined): string {
   if (!m) return 'not reported by this daemon';
-  return `groups of ${GROUP} blocks cached for reads: ${m.groups}; lookups that found their group cached: ${m.hits}; groups loaded from the store: ${m.loads}; lookups not cached: ${m.bypasses}; emptied: ${m.resets} times`;
+  return `groups of ${GROUP} blocks cached for reads: ${m.groups}; groups found cached by lookups: ${m.hits}; groups loaded from the store: ${m.loads}; lookups not cached: ${m.bypasses}; emptied: ${m.resets} times`;
 }
 
 /** What the checkpoint thread did (src/store/checkpointer.ts). */

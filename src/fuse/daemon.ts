@@ -160,7 +160,7 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
     },
     readers: { threads: readers.threads, idleBays: readers.idleBays, ...readers.stats },
     blocks: { used: store.blocks.used, reserved: store.blocks.reserved, capacity: store.blocks.capacity },
-    mapCache: { groups: store.blocks.mapCache.size, ...store.blocks.mapCache.stats },
+    mapCache: store.blocks.mapCacheStats(),
     commits: store.commits,
     checkpoints: checkpointer?.stats ?? null,
     requests: dispatcher?.requestCounts() ?? {},

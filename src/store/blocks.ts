@@ -12,7 +12,7 @@ import type { DB } from './open.js';
 import { BMAP_UNWRITTEN } from './schema.js';
 import { fsErr } from '../util/errors.js';
 import { SparseBitset } from '../util/bitset.js';
-import { MapCache, GROUP, PACK } from './mapcache.js';
+import { MapCache, GROUP, PACK, MAX_GROUPS, type MapCacheStats } from './mapcache.js';
 
 export interface MapEntry {
   fblock: number;
@@ -57,8 +57,8 @@ export class BlockTable {
    * behind a clear bit (the other file let go of its share) is only asked about again.
    */
   private readonly ownedKnown = new Map<number, SparseBitset>();
-  /** The map as fills read it, in groups (mapcache.ts): every change below is told to it. */
-  readonly mapCache: MapCache;
+  /** The map as fills read it, in groups (mapcache.ts): every change below is told to it, and nothing else may change it. */
+  private readonly mapCache: MapCache;
 
   private readonly mapRangeStmt;
   private readonly mapOneStmt;
@@ -86,7 +86,7 @@ export class BlockTable {
   private readonly shiftStmt;
   private readonly unflipStmt;
 
-  constructor(private readonly db: DB, capacityBlocks: number) {
+  constructor(private readonly db: DB, capacityBlocks: number, mapCacheGroups = MAX_GROUPS) {
     this.capacity = capacityBlocks;
     this.hwm = db.prepare('SELECT next_pblock FROM superblock WHERE id = 1').pluck().get() as number;
     this.used = db.prepare('SELECT count(*) FROM refs').pluck().get() as number;
@@ -105,10 +105,10 @@ export class BlockTable {
     // primary key's order makes the ORDER BY free.
     this.fillMapStmt = db.prepare('SELECT fblock, pblock, flags FROM bmap WHERE ino = ? AND fblock >= ? AND fblock <= ? ORDER BY fblock').raw();
     // One number per row, not an array: half the cost of a group's load (64 rows).
-    const groupStmt = db.prepare(`SELECT CASE WHEN pblock < ${PACK / 2} THEN (fblock - ?) * ${PACK} + pblock * 2 + (flags & ${BMAP_UNWRITTEN}) ELSE -1 END
+    const groupStmt = db.prepare(`SELECT CASE WHEN pblock > 0 AND pblock < ${PACK / 2} THEN (fblock - ?) * ${PACK} + pblock * 2 + (flags & ${BMAP_UNWRITTEN}) ELSE -1 END
       FROM bmap WHERE ino = ? AND fblock >= ? AND fblock < ?`).pluck();
     this.mapCache = new MapCache((ino, first) => groupStmt.all(first, ino, first, first + GROUP) as number[],
-      (ino, first, last) => this.fillMapStmt.all(ino, first, last) as FillEntry[]);
+      (ino, first, last) => this.fillMapStmt.all(ino, first, last) as FillEntry[], mapCacheGroups);
     this.upsertMapStmt = db.prepare('INSERT OR REPLACE INTO bmap (ino, fblock, pblock, flags) VALUES (?, ?, ?, ?)');
     this.deleteMapRangeStmt = db.prepare('DELETE FROM bmap WHERE ino = ? AND fblock >= ? AND fblock <= ?');
     this.mapRowsRangeStmt = db.prepare('SELECT pblock FROM bmap WHERE ino = ? AND fblock >= ? AND fblock <= ?').pluck();
@@ -172,6 +172,11 @@ export class BlockTable {
   /** Mapped blocks of `ino` in [first, last], ascending. */
   mapRange(ino: number, first: number, last: number): MapEntry[] {
     return this.mapRangeStmt.all(ino, first, last) as MapEntry[];
+  }
+
+  /** The block-map cache's figures (`pagefs stat`). */
+  mapCacheStats(): MapCacheStats & { groups: number } {
+    return { groups: this.mapCache.size, ...this.mapCache.stats };
   }
 
   /** Mapped blocks of `ino` in [first, last], ascending, without refcounts (for fills). */

@@ -16,8 +16,9 @@
  * transaction clears it all (BlockTable.restore). Fills read it with the mapping's
  * invalidate_lock held, as they read the store.
  *
- * Memory is bounded: at MAX_GROUPS groups (about 10 MiB, the maps of 4 GiB of file data
- * in 4 KiB blocks) the cache is emptied and starts again.
+ * Memory is bounded: at MAX_GROUPS groups (10 to 15 MiB with the per-inode maps that
+ * hold them; the maps of 4 GiB of file data in 4 KiB blocks) the cache is emptied and
+ * starts again.
  */
 import type { FillEntry } from './blocks.js';
 import { BMAP_UNWRITTEN } from './schema.js';
@@ -29,7 +30,9 @@ export const MAX_GROUPS = 16384;
 /**
  * A group's entries are packed as pblock * 2 + unwritten (0: not mapped); the loader
  * packs the offset in the group above them: offset * PACK + pblock * 2 + unwritten, exact
- * in a double while pblock < PACK / 2 (2^45; a store's blocks stay below its capacity).
+ * in a double while 0 < pblock < PACK / 2 (2^45; a store's blocks are numbered from 1
+ * and stay below its capacity). A row outside that, which only a damaged store holds,
+ * is not cached: its group is asked of the store each time.
  */
 export const PACK = 2 ** 46;
 /** Ranges longer than this many groups are not cached (a fill never asks for one). */
@@ -119,7 +122,7 @@ export class MapCache {
   set(ino: number, fblock: number, pblock: number, flags: number): void {
     const entries = this.byIno.get(ino)?.get(Math.floor(fblock / GROUP));
     if (entries === undefined) return;
-    if (pblock >= PACK / 2) {
+    if (!(pblock > 0 && pblock < PACK / 2)) {
       this.dropRange(ino, fblock, fblock);
       return;
     }

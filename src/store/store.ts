@@ -66,10 +66,10 @@ export class Store {
   /** The daemon's background checkpoints (checkpointer.ts), told of each commit. */
   checkpoints: { committed(): void; readonly busy: boolean; unhurried<T>(fn: () => T): T } | null = null;
 
-  constructor(readonly db: DB, readonly sb: Superblock, readonly path: string) {
+  constructor(readonly db: DB, readonly sb: Superblock, readonly path: string, mapCacheGroups?: number) {
     this.inodes = new InodeTable(db);
     this.dentries = new DentryTable(db);
-    this.blocks = new BlockTable(db, sb.capacityBlocks);
+    this.blocks = new BlockTable(db, sb.capacityBlocks, mapCacheGroups);
     this.xattrs = new XattrTable(db);
     this.nextGenStmt = db.prepare('SELECT next_generation FROM superblock WHERE id = 1').pluck();
     this.bumpGenStmt = db.prepare('UPDATE superblock SET next_generation = next_generation + 1 WHERE id = 1');
@@ -95,9 +95,10 @@ export class Store {
     if (this.db.inTransaction) this.endReadStmt.run();
   }
 
-  static open(path: string, opts: { readonly: boolean; cmd: string }): Store {
+  /** `mapCacheGroups`: the bound of the fills' block-map cache (mapcache.ts), smaller in tests. */
+  static open(path: string, opts: { readonly: boolean; cmd: string; mapCacheGroups?: number }): Store {
     const { db, sb } = openStoreFile(path, opts);
-    return new Store(db, sb, path);
+    return new Store(db, sb, path, opts.mapCacheGroups);
   }
 
   /**

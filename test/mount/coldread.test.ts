@@ -88,7 +88,7 @@ print(len(bad))
     expect(live.readers.syncReads).toBe(64);
     expect(live.mapCache).toMatchObject({ groups: 1, loads: 1, hits: 63, bypasses: 0 });
     expect(ok(await pagefs(['stat', m.mp], { timeoutMs: 30_000 }), 'pagefs stat')).toMatch(
-      /^block map:\s+groups of 64 blocks cached for reads: 1; lookups that found their group cached: 63; groups loaded from the store: 1; lookups not cached: 0;/m);
+      /^block map:\s+groups of 64 blocks cached for reads: 1; groups found cached by lookups: 63; groups loaded from the store: 1; lookups not cached: 0;/m);
     expectCleanLog(m);
   });
 

@@ -9,7 +9,8 @@
  */
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
-import { newStore } from '../helpers/store.js';
+import { newStoreFile } from '../helpers/store.js';
+import { Store } from '../../src/store/store.js';
 import { MapCache, GROUP, PACK } from '../../src/store/mapcache.js';
 import { BMAP_UNWRITTEN } from '../../src/store/schema.js';
 import type { FillEntry } from '../../src/store/blocks.js';
@@ -17,7 +18,7 @@ import type { FillEntry } from '../../src/store/blocks.js';
 const BS = 4096;
 const INOS = [2, 3];
 /** Ranges checked after each step: near blocks over several groups, and a far group. */
-const RANGES: [number, number][] = [[0, 255], [37, 140], [100_000, 100_000 + 2 * GROUP]];
+const RANGES: [number, number][] = [[0, 511], [37, 140], [100_000, 100_000 + 2 * GROUP]];
 
 const ino = fc.constantFrom(...INOS);
 // Few blocks, so that steps meet on the same ones (a write to a shared or an unwritten block).
@@ -49,87 +50,105 @@ const step = fc.oneof(
   { weight: 1, arbitrary: fc.record({ k: fc.constant('rollback' as const), inner: fc.array(change, { minLength: 1, maxLength: 4 }) }) },
 );
 
+/**
+ * Runs the random sequences on a new store whose map cache holds at most `groups` groups;
+ * returns what they met and the cache's figures.
+ */
+function runSequences(groups: number | undefined) {
+  const store = Store.open(newStoreFile('mapcache', BS, 64 << 20), { readonly: false, cmd: 'test', mapCacheGroups: groups });
+  try {
+    const blocks = store.blocks;
+    const rows = store.db.prepare('SELECT fblock, pblock, flags FROM bmap WHERE ino = ? AND fblock >= ? AND fblock <= ? ORDER BY fblock').raw();
+    const truth = (i: number, a: number, b: number) => (rows.all(i, a, b) as FillEntry[]).map(([f, p, fl]) => [f, p, fl & BMAP_UNWRITTEN]);
+    const check = (what: string) => {
+      for (const i of INOS) for (const [a, b] of RANGES) expect(blocks.fillMap(i, a, b), `${what}: inode ${i} [${a}, ${b}]`).toEqual(truth(i, a, b));
+    };
+    const bytes = Buffer.alloc(BS, 0x5a);
+    const ran = { steps: 0, rollbacks: 0, unwrittenWrites: 0, sharedWrites: 0 };
+    const apply = (c: Change) => {
+      switch (c.k) {
+        case 'map':
+          if (!blocks.mapOne(c.ino, c.fb)) blocks.setMap(c.ino, c.fb, blocks.allocate(false), c.unwritten ? BMAP_UNWRITTEN : 0);
+          break;
+        case 'write': {
+          const cur = blocks.mapOne(c.ino, c.fb);
+          if (cur && cur.flags & BMAP_UNWRITTEN) ran.unwrittenWrites++;
+          if (cur && cur.refcount > 1) ran.sharedWrites++;
+          blocks.writeBlock(c.ino, c.fb, bytes, false);
+          break;
+        }
+        case 'unmap':
+          blocks.unmapRange(c.ino, c.fb, c.toEnd ? Number.MAX_SAFE_INTEGER : c.fb + c.n - 1);
+          break;
+        case 'share':
+          // As copy.ts: the destination range is unmapped first; ranges of one file must not overlap.
+          if (c.src === c.dst && c.dfb < c.sfb + c.n && c.sfb < c.dfb + c.n) break;
+          blocks.unmapRange(c.dst, c.dfb, c.dfb + c.n - 1);
+          blocks.shareRange(c.src, c.sfb, c.dst, c.dfb, c.n);
+          break;
+        case 'shift':
+          // As shift.ts: a collapse unmaps the range it removes first.
+          if (c.collapse) {
+            blocks.unmapRange(c.ino, c.fb, c.fb + c.n - 1);
+            blocks.shift(c.ino, c.fb + c.n, -c.n);
+          } else {
+            blocks.shift(c.ino, c.fb, c.n);
+          }
+          break;
+        case 'forget':
+          blocks.forgetCached(c.ino);
+          break;
+        case 'read':
+          blocks.fillMap(c.ino, c.fb, c.fb + c.n - 1);
+          break;
+      }
+    };
+    fc.assert(fc.property(fc.array(step, { minLength: 5, maxLength: 40, size: 'max' }), (steps) => {
+      // Each sequence starts from empty files.
+      store.txn(() => { for (const i of INOS) blocks.unmapRange(i, 0, Number.MAX_SAFE_INTEGER); });
+      check('start');
+      for (const s of steps) {
+        ran.steps++;
+        if (s.k === 'rollback') {
+          ran.rollbacks++;
+          expect(() => store.txn(() => {
+            for (const c of s.inner) apply(c);
+            // The lookups inside the transaction load groups holding what it changed.
+            for (const i of INOS) blocks.fillMap(i, 0, 511);
+            throw new Error('roll back');
+          })).toThrow('roll back');
+          check(`after rolling back ${JSON.stringify(s.inner)}`);
+        } else {
+          store.txn(() => apply(s));
+          check(`after ${JSON.stringify(s)}`);
+        }
+      }
+    }), { numRuns: 600, seed: 4242 });
+    return { ran, stats: blocks.mapCacheStats() };
+  } finally {
+    store.close();
+  }
+}
+
 describe('block-map cache', () => {
   it('answers as the bmap rows after every change, rolled-back transactions included', () => {
-    const { store } = newStore('mapcache', BS, 64 << 20);
-    try {
-      const blocks = store.blocks;
-      const rows = store.db.prepare('SELECT fblock, pblock, flags FROM bmap WHERE ino = ? AND fblock >= ? AND fblock <= ? ORDER BY fblock').raw();
-      const truth = (i: number, a: number, b: number) => (rows.all(i, a, b) as FillEntry[]).map(([f, p, fl]) => [f, p, fl & BMAP_UNWRITTEN]);
-      const check = (what: string) => {
-        for (const i of INOS) for (const [a, b] of RANGES) expect(blocks.fillMap(i, a, b), `${what}: inode ${i} [${a}, ${b}]`).toEqual(truth(i, a, b));
-      };
-      const bytes = Buffer.alloc(BS, 0x5a);
-      const ran = { steps: 0, rollbacks: 0, unwrittenWrites: 0, sharedWrites: 0 };
-      const apply = (c: Change) => {
-        switch (c.k) {
-          case 'map':
-            if (!blocks.mapOne(c.ino, c.fb)) blocks.setMap(c.ino, c.fb, blocks.allocate(false), c.unwritten ? BMAP_UNWRITTEN : 0);
-            break;
-          case 'write': {
-            const cur = blocks.mapOne(c.ino, c.fb);
-            if (cur && cur.flags & BMAP_UNWRITTEN) ran.unwrittenWrites++;
-            if (cur && cur.refcount > 1) ran.sharedWrites++;
-            blocks.writeBlock(c.ino, c.fb, bytes, false);
-            break;
-          }
-          case 'unmap':
-            blocks.unmapRange(c.ino, c.fb, c.toEnd ? Number.MAX_SAFE_INTEGER : c.fb + c.n - 1);
-            break;
-          case 'share':
-            // As copy.ts: the destination range is unmapped first; ranges of one file must not overlap.
-            if (c.src === c.dst && c.dfb < c.sfb + c.n && c.sfb < c.dfb + c.n) break;
-            blocks.unmapRange(c.dst, c.dfb, c.dfb + c.n - 1);
-            blocks.shareRange(c.src, c.sfb, c.dst, c.dfb, c.n);
-            break;
-          case 'shift':
-            // As shift.ts: a collapse unmaps the range it removes first.
-            if (c.collapse) {
-              blocks.unmapRange(c.ino, c.fb, c.fb + c.n - 1);
-              blocks.shift(c.ino, c.fb + c.n, -c.n);
-            } else {
-              blocks.shift(c.ino, c.fb, c.n);
-            }
-            break;
-          case 'forget':
-            blocks.forgetCached(c.ino);
-            break;
-          case 'read':
-            blocks.fillMap(c.ino, c.fb, c.fb + c.n - 1);
-            break;
-        }
-      };
-      fc.assert(fc.property(fc.array(step, { minLength: 5, maxLength: 40, size: 'max' }), (steps) => {
-        // Each sequence starts from empty files.
-        store.txn(() => { for (const i of INOS) blocks.unmapRange(i, 0, Number.MAX_SAFE_INTEGER); });
-        check('start');
-        for (const s of steps) {
-          ran.steps++;
-          if (s.k === 'rollback') {
-            ran.rollbacks++;
-            expect(() => store.txn(() => {
-              for (const c of s.inner) apply(c);
-              // The lookups inside the transaction load groups holding what it changed.
-              for (const i of INOS) blocks.fillMap(i, 0, 255);
-              throw new Error('roll back');
-            })).toThrow('roll back');
-            check(`after rolling back ${JSON.stringify(s.inner)}`);
-          } else {
-            store.txn(() => apply(s));
-            check(`after ${JSON.stringify(s)}`);
-          }
-        }
-      }), { numRuns: 600, seed: 4242 });
-      // The sequences met the cases that matter: writes into unwritten and into shared blocks.
-      expect(ran.rollbacks).toBeGreaterThan(50);
-      expect(ran.unwrittenWrites).toBeGreaterThan(50);
-      expect(ran.sharedWrites).toBeGreaterThan(20);
-      // The cache was used, not bypassed: lookups found groups it held.
-      expect(blocks.mapCache.stats.hits).toBeGreaterThan(ran.steps);
-      expect(blocks.mapCache.stats.bypasses).toBe(0);
-    } finally {
-      store.close();
-    }
+    const { ran, stats } = runSequences(undefined);
+    // The sequences met the cases that matter: writes into unwritten and into shared blocks.
+    expect(ran.rollbacks).toBeGreaterThan(50);
+    expect(ran.unwrittenWrites).toBeGreaterThan(50);
+    expect(ran.sharedWrites).toBeGreaterThan(20);
+    // The cache was used, not bypassed, and never reached its bound: lookups found groups it held.
+    expect(stats.hits).toBeGreaterThan(ran.steps);
+    expect(stats.bypasses).toBe(0);
+    expect(stats.resets).toBe(ran.rollbacks);
+  }, 120_000);
+
+  it('answers the same when its bound empties it in the middle of the changes', () => {
+    // Three groups: every check loads more than that, so the cache is emptied again and again.
+    const { ran, stats } = runSequences(3);
+    expect(stats.resets).toBeGreaterThan(ran.steps);
+    expect(stats.groups).toBeLessThanOrEqual(3);
+    expect(stats.hits).toBeGreaterThan(0);
   }, 120_000);
 
   it('empties itself at its bound, and bypasses what it cannot hold, with the same answers', () => {
