@@ -130,24 +130,27 @@ export class Store {
     const saved = this.blocks.snapshot();
     const before = this.health.faulty ? this.totalChangesStmt.get() as number : 0;
     this.depth++;
+    let r: T;
     try {
-      const r = this.runTxn(() => {
+      r = this.runTxn(() => {
         const r = fn();
         if (this.blocks.hwm !== saved.hwm) this.setHwmStmt.run(this.blocks.hwm);
         return r;
       }) as T;
-      // Only a commit that wrote something shows the fault is over (a read-only one would commit on a read-only file too).
-      if (this.health.faulty && this.totalChangesStmt.get() !== before) this.health.ok();
-      this.unsynced = true;
-      this.commits++;
-      this.checkpoints?.committed();
-      return r;
     } catch (e) {
       this.blocks.restore(saved);
       throw e;
     } finally {
       this.depth--;
     }
+    // Committed: from here nothing may put the allocator's counters back (a high-water
+    // mark put back would hand out blocks in use again), whatever throws.
+    // Only a commit that wrote something shows the fault is over (a read-only one would commit on a read-only file too).
+    if (this.health.faulty && this.totalChangesStmt.get() !== before) this.health.ok();
+    this.unsynced = true;
+    this.commits++;
+    this.checkpoints?.committed();
+    return r;
   }
 
   /**
