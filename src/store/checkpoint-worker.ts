@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import Database from 'better-sqlite3';
+import { openWorkerDb } from './worker-db.js';
 
 export interface CheckpointReply {
   /** Another connection's checkpoint held the lock: this one did nothing, and log and checkpointed are -1. */
@@ -23,13 +23,10 @@ export interface CheckpointReply {
   error?: string;
 }
 
-const db = new Database(workerData.path as string, { fileMustExist: true });
-db.pragma('busy_timeout = 5000');
+const db = openWorkerDb(workerData.path as string, { readonly: false, cacheKiB: 1024 });
 // A checkpoint syncs the WAL before it copies and the store's file after (NORMAL, as the
 // writer): a frame is never dropped from the WAL before its copy is durable.
 db.pragma('synchronous = NORMAL');
-db.pragma('mmap_size = 0');
-db.pragma('cache_size = -1024');
 
 const walPath = `${workerData.path as string}-wal`;
 const header = Buffer.alloc(16);

@@ -7,23 +7,11 @@
  * hands them back as transferred ArrayBuffers.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import Database from 'better-sqlite3';
+import { openWorkerDb } from './worker-db.js';
 
-/** The store, read-only; a failure is rethrown as a plain Error, whose message (unlike a SqliteError's) survives the trip to the parent thread. */
-function openStore(file: string): Database.Database {
-  try {
-    return new Database(file, { readonly: true, fileMustExist: true });
-  } catch (e) {
-    throw new Error(`cannot open ${file}: ${(e as Error).message} (${(e as { code?: string }).code ?? 'no code'})`);
-  }
-}
-
-const db = openStore(workerData.path as string);
-db.pragma('busy_timeout = 5000');
-// No mmap and a small cache: see applyPragmas (open.ts); the data blocks read here are
-// cached above, in the page cache, so SQLite's cache only needs the b-tree's inner pages.
-db.pragma('mmap_size = 0');
-db.pragma('cache_size = -4096');
+// Read-only, with a small cache: the data blocks read here are cached above, in the page
+// cache, so SQLite's cache only needs the b-tree's inner pages.
+const db = openWorkerDb(workerData.path as string, { readonly: true, cacheKiB: 4096 });
 const one = db.prepare('SELECT bytes FROM data WHERE pblock = ?').pluck();
 // A sequentially written file has consecutive physical blocks: one range scan walks the
 // b-tree's leaves instead of descending from the root for each block (half the cost per
