@@ -101,12 +101,14 @@ program.command('umount')
   .action(umountCommand);
 
 program.command('fsck')
-  .description('Check a store\'s consistency: block refcounts, free list, block maps, sizes, directory links.')
+  .description('Check a store\'s consistency: block refcounts, free list, block maps and each file\'s count of them, sizes, directory links.')
   .argument('<store>', 'the store file; it must not be mounted')
   .addHelpText('after', `
 Exit status: 0 when the store is clean, 1 with one line per problem otherwise.
 Inodes left unlinked-but-open by a daemon that died are listed as notes, not problems:
-the next mount removes them.`)
+the next mount removes them. So is a store of format version 1 (made by an earlier
+pagefs), which the next mount upgrades to version 2 by counting every file's blocks
+once; pagefs builds that read only version 1 then refuse it.`)
   .action(fsckCommand);
 
 program.command('stat')

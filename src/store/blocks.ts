@@ -8,6 +8,7 @@
  * immediate and deterministic, as on a small disk: the condition under which a stale
  * mapping shows another file's data, which the stress tests must be able to provoke.
  */
+import type { Statement } from 'better-sqlite3';
 import type { DB } from './open.js';
 import { BMAP_UNWRITTEN } from './schema.js';
 import { fsErr } from '../util/errors.js';
@@ -44,8 +45,19 @@ export class BlockTable {
   /** Rows of free_blocks: allocation skips the free-list query while it is empty. */
   freeListed: number;
   readonly capacity: number;
-  /** Mapped blocks per inode, for st_blocks: counted once, then kept up to date by every map change. */
+  /** Mapped blocks per inode, for st_blocks: read once from the inode row, then kept up to date by every map change. */
   private readonly mappedCounts = new Map<number, number>();
+  /**
+   * What this transaction's map changes did to each inode's count (inodes.blocks), written
+   * by flushCounts just before the commit: one UPDATE per inode a transaction changed,
+   * not one per block (a 32 MiB writeback maps 8,192).
+   */
+  private readonly pendingCounts = new Map<number, number>();
+  /**
+   * Prepared at first use: a store of format version 1 has no inodes.blocks until the
+   * mount upgrades it (Store.upgrade), and fsck, stat and umount open such a store too.
+   */
+  private countStmts: { get: Statement; add: Statement } | null = null;
   /**
    * File blocks known to map a block of their own (refcount 1), per inode. Every write
    * asks which of its blocks it overwrites in place (reservationsNeeded); asking SQLite
@@ -79,7 +91,6 @@ export class BlockTable {
   private readonly writeDataStmt;
   private readonly setFlagsStmt;
   private readonly sharedStmt;
-  private readonly countMappedStmt;
   private readonly shareMapStmt;
   private readonly shareRefsStmt;
   private readonly shareRefsRepeatedStmt;
@@ -125,7 +136,6 @@ export class BlockTable {
     this.writeDataStmt = db.prepare('INSERT OR REPLACE INTO data (pblock, bytes) VALUES (?, ?)');
     this.setFlagsStmt = db.prepare('UPDATE bmap SET flags = ? WHERE ino = ? AND fblock = ?');
     this.sharedStmt = db.prepare('SELECT count(*) FROM refs WHERE refcount > 1').pluck();
-    this.countMappedStmt = db.prepare('SELECT count(*) FROM bmap WHERE ino = ?').pluck();
     // Sharing a range is set-based statements, not two per block: per-block calls from
     // JavaScript cost ~4.7 us a block, most of copy_file_range's time. A block may appear
     // more than once in the range (a file that shares blocks with itself), and then its
@@ -165,6 +175,7 @@ export class BlockTable {
     this.freeListed = c.freeListed;
     // A rolled-back transaction may have changed counts and owners: ask again.
     this.mappedCounts.clear();
+    this.pendingCounts.clear();
     this.ownedKnown.clear();
     this.mapCache.clear();
   }
@@ -205,14 +216,29 @@ export class BlockTable {
     return (this.refcountStmt.get(pblock) as number | undefined) ?? 0;
   }
 
+  private counts(): { get: Statement; add: Statement } {
+    return this.countStmts ??= {
+      get: this.db.prepare('SELECT blocks FROM inodes WHERE ino = ?').pluck(),
+      add: this.db.prepare('UPDATE inodes SET blocks = blocks + ? WHERE ino = ?'),
+    };
+  }
+
   /** Blocks mapped by `ino`, preallocated ones included (st_blocks counts them too). */
   countMapped(ino: number): number {
     let n = this.mappedCounts.get(ino);
     if (n === undefined) {
-      n = this.countMappedStmt.get(ino) as number;
+      n = ((this.counts().get.get(ino) as number | undefined) ?? 0) + (this.pendingCounts.get(ino) ?? 0);
       this.mappedCounts.set(ino, n);
     }
     return n;
+  }
+
+  /** Writes the counts this transaction changed into the inode rows; the store's txn calls it before committing. */
+  flushCounts(): void {
+    if (this.pendingCounts.size === 0) return;
+    const { add } = this.counts();
+    for (const [ino, d] of this.pendingCounts) if (d !== 0) add.run(d, ino);
+    this.pendingCounts.clear();
   }
 
   /** A new inode maps no block: its st_blocks needs no count query. */
@@ -223,6 +249,7 @@ export class BlockTable {
   private countDelta(ino: number, d: number): void {
     const n = this.mappedCounts.get(ino);
     if (n !== undefined) this.mappedCounts.set(ino, n + d);
+    this.pendingCounts.set(ino, (this.pendingCounts.get(ino) ?? 0) + d);
   }
 
   /** Forgets what is kept in memory of an inode's blocks (the inode was removed). */

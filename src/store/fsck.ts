@@ -3,7 +3,7 @@
  * and lists each violation as one line. Read-only: it reports, it never repairs.
  */
 import type { DB, Superblock } from './open.js';
-import { BMAP_UNWRITTEN, INODE_FLAGS, ROOT_INO } from './schema.js';
+import { BMAP_UNWRITTEN, FORMAT_VERSION, INODE_FLAGS, ROOT_INO } from './schema.js';
 import { aclProblem } from '../util/posixacl.js';
 
 export interface FsckReport {
@@ -89,6 +89,15 @@ export function fsck(db: DB, sb: Superblock): FsckReport {
   // I9
   report(all(`SELECT ino, flags FROM inodes WHERE (flags & ~${INODE_FLAGS}) != 0`),
     (r) => `inode ${r.ino} has unknown flags 0x${(r.flags as number).toString(16)}`);
+  // I10: each inode's count of mapped blocks (st_blocks); version 1 stores have none yet.
+  if (sb.formatVersion >= 2) {
+    report(all(`SELECT i.ino, i.blocks, coalesce(b.c, 0) AS c FROM inodes i
+                LEFT JOIN (SELECT ino, count(*) AS c FROM bmap GROUP BY ino) b ON b.ino = i.ino
+                WHERE i.blocks != coalesce(b.c, 0)`),
+      (r) => `inode ${r.ino} counts ${r.blocks} mapped block(s) but maps ${r.c}`);
+  } else {
+    notes.push(`store format version ${sb.formatVersion}: the next mount upgrades it to version ${FORMAT_VERSION} (each file's count of mapped blocks is then kept in its inode)`);
+  }
   // I7: orphans are legal after a crash; the next mount removes them.
   const orphans = one('SELECT count(*) FROM inodes WHERE nlink = 0') as number;
   if (orphans > 0) notes.push(`${orphans} orphaned inode(s) (unlinked, and still open or not yet removed, when the daemon stopped); the next mount removes them`);

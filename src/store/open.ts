@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import crypto from 'node:crypto';
 import Database from 'better-sqlite3';
-import { DDL, FORMAT_VERSION, MAGIC, ROOT_INO, SQLITE_PAGE_SIZE } from './schema.js';
+import { DDL, FORMAT_VERSION, MAGIC, OLDEST_FORMAT_VERSION, ROOT_INO, SQLITE_PAGE_SIZE } from './schema.js';
 import { UserError } from '../util/errors.js';
 import { BUSY_TIMEOUT_MS } from './faults.js';
 
@@ -96,7 +96,8 @@ const hrBase = process.hrtime.bigint();
 /**
  * Opens an existing store. `cmd` prefixes the messages ("pagefs mount", "pagefs fsck").
  * Checks, in order: the path exists and is a regular file, SQLite can read it, it has a
- * pagefs superblock, and its format version is one this build understands.
+ * pagefs superblock, and its format version is one this build understands (an older one
+ * is upgraded by the mount, Store.upgrade).
  */
 export function openStoreFile(path: string, opts: { readonly: boolean; cmd: string }): { db: DB; sb: Superblock } {
   const { cmd } = opts;
@@ -121,8 +122,10 @@ export function openStoreFile(path: string, opts: { readonly: boolean; cmd: stri
       throw new UserError(`${cmd}: ${path}: not a pagefs store`);
     }
     if (!row || row.magic !== MAGIC) throw new UserError(`${cmd}: ${path}: not a pagefs store`);
-    if (row.format_version !== FORMAT_VERSION) {
-      throw new UserError(`${cmd}: ${path}: store format version ${row.format_version} is not supported by this pagefs (it reads version ${FORMAT_VERSION})`);
+    const v = row.format_version;
+    if (!Number.isInteger(v) || v < OLDEST_FORMAT_VERSION || v > FORMAT_VERSION) {
+      const reads = OLDEST_FORMAT_VERSION === FORMAT_VERSION ? `version ${FORMAT_VERSION}` : `versions ${OLDEST_FORMAT_VERSION} to ${FORMAT_VERSION}`;
+      throw new UserError(`${cmd}: ${path}: store format version ${v} is not supported by this pagefs (it reads ${reads})`);
     }
     applyPragmas(db, opts.readonly);
     return {

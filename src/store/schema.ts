@@ -1,7 +1,7 @@
 /**
  * The on-disk format of a pagefs store: one SQLite database in WAL mode.
  *
- * FORMAT (version 1)
+ * FORMAT (version 2)
  *
  *   superblock   one row (id = 1): magic 'pagefs', format_version, block_size (bytes,
  *                a power of two, 1 KiB .. 64 KiB), capacity_blocks (data blocks the store
@@ -15,7 +15,8 @@
  *                chattr: IMMUTABLE 0x10, APPEND 0x20, NODUMP 0x40, NOATIME 0x80; stores
  *                made before flags were kept hold 0), a/m/c/btime as seconds +
  *                nanoseconds (btime: creation, set once), target (symlink target bytes,
- *                else NULL).
+ *                else NULL), blocks (the inode's bmap rows, preallocated ones included:
+ *                st_blocks without counting the map, whose rows grow with the file).
  *   dentries     id (rowid: the readdir cookie; a new entry always gets a larger id, so a
  *                listing resumed at a cookie never repeats an entry), parent, name (raw
  *                bytes, 1..255, no '/' or NUL), ino. UNIQUE(parent, name).
@@ -47,13 +48,21 @@
  *       the mode expresses (an equivalent access ACL is kept as the mode alone); a default
  *       ACL belongs to a directory; symlinks carry none.
  *   I9  inodes.flags has no bit outside INODE_FLAGS.
+ *   I10 inodes.blocks = the number of bmap rows of that inode.
  *
  * Each operation that changes metadata runs in one SQLite transaction, so a crash at any
  * instant leaves every invariant true.
  */
 
 export const MAGIC = 'pagefs';
-export const FORMAT_VERSION = 1;
+export const FORMAT_VERSION: number = 2;
+/**
+ * Format versions this build opens. A version 1 store lacks inodes.blocks; a mount adds
+ * the column and counts every file's map once (Store.upgrade), and the store is version
+ * 2 from then on, which builds that read only version 1 refuse: they would change maps
+ * without keeping the counts. Before that, fsck checks it as version 1 (without I10).
+ */
+export const OLDEST_FORMAT_VERSION: number = 1;
 export const ROOT_INO = 1;
 export const BMAP_UNWRITTEN = 1;
 /** The inode flag bits a store may hold (FS_IMMUTABLE_FL | FS_APPEND_FL | FS_NODUMP_FL | FS_NOATIME_FL). */
@@ -99,7 +108,8 @@ CREATE TABLE inodes (
   mtime_s INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
   ctime_s INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,
   btime_s INTEGER NOT NULL, btime_ns INTEGER NOT NULL,
-  target BLOB
+  target BLOB,
+  blocks INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE dentries (
   id INTEGER PRIMARY KEY,

@@ -19,7 +19,7 @@
 import fs from 'node:fs';
 import type { DB, Superblock } from './open.js';
 import { openStoreFile } from './open.js';
-import { RETIRED_INDEXES } from './schema.js';
+import { FORMAT_VERSION, RETIRED_INDEXES } from './schema.js';
 import { InodeTable } from './inodes.js';
 import { DentryTable } from './dentries.js';
 import { BlockTable } from './blocks.js';
@@ -134,6 +134,7 @@ export class Store {
     try {
       r = this.runTxn(() => {
         const r = fn();
+        this.blocks.flushCounts();
         if (this.blocks.hwm !== saved.hwm) this.setHwmStmt.run(this.blocks.hwm);
         return r;
       }) as T;
@@ -226,11 +227,22 @@ export class Store {
     });
   }
 
-  /** Brings a store made by an earlier build up to this one's schema (RETIRED_INDEXES); the mount calls it once it owns the store. */
+  /**
+   * Brings a store made by an earlier build up to this one's format; the mount calls it
+   * once it owns the store, so that no daemon of an older build is changing it. Drops
+   * RETIRED_INDEXES; a version 1 store gets inodes.blocks, every file's map counted once
+   * (one pass over the bmap rows), and becomes version 2 in the same transaction.
+   */
   upgrade(): void {
     this.txn(() => {
       for (const name of RETIRED_INDEXES) this.db.exec(`DROP INDEX IF EXISTS ${name}`);
+      if (this.sb.formatVersion === 1) {
+        this.db.exec(`ALTER TABLE inodes ADD COLUMN blocks INTEGER NOT NULL DEFAULT 0;
+          UPDATE inodes SET blocks = c.n FROM (SELECT ino, count(*) AS n FROM bmap GROUP BY ino) AS c WHERE inodes.ino = c.ino;
+          UPDATE superblock SET format_version = ${FORMAT_VERSION} WHERE id = 1;`);
+      }
     });
+    this.sb.formatVersion = FORMAT_VERSION;
   }
 
   release(): void {

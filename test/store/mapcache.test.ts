@@ -5,7 +5,10 @@
  * write, unmap to a block or to the end, share, collapse and insert shifts, forgetting
  * an inode, and transactions rolled back after some of them), with lookups in between
  * that load groups into the cache; after each step every inode's map, read through the
- * cache, equals the bmap rows.
+ * cache, equals the bmap rows. The same sequences check each inode's count of mapped
+ * blocks (st_blocks), which every change keeps in memory and in its inode row
+ * (inodes.blocks, schema.ts I10): both equal the number of bmap rows after each step,
+ * and inside a transaction, before the count is written, the one in memory does.
  */
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
@@ -41,13 +44,15 @@ const change = fc.oneof(
   { weight: 1, arbitrary: fc.record({ k: fc.constant('share' as const), src: ino, sfb: fb, dst: ino, dfb: fb, n }) },
   { weight: 2, arbitrary: fc.record({ k: fc.constant('share' as const), src: ino, sfb: one, dst: ino, dfb: one, n: fc.integer({ min: 1, max: 3 }) }) },
   { weight: 1, arbitrary: fc.record({ k: fc.constant('shift' as const), ino, fb, n, collapse: fc.boolean() }) },
-  { weight: 1, arbitrary: fc.record({ k: fc.constant('forget' as const), ino }) },
+  { weight: 1, arbitrary: fc.record({ k: fc.constant('forget' as const), ino, count: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ k: fc.constant('read' as const), ino, fb, n }) },
 );
 type Change = typeof change extends fc.Arbitrary<infer T> ? T : never;
 const step = fc.oneof(
   { weight: 6, arbitrary: change },
   { weight: 1, arbitrary: fc.record({ k: fc.constant('rollback' as const), inner: fc.array(change, { minLength: 1, maxLength: 4 }) }) },
+  // Several changes in one committed transaction, as a writeback batch or a copy makes.
+  { weight: 1, arbitrary: fc.record({ k: fc.constant('group' as const), inner: fc.array(change, { minLength: 2, maxLength: 8 }) }) },
 );
 
 /**
@@ -58,10 +63,20 @@ function runSequences(groups: number | undefined) {
   const store = Store.open(newStoreFile('mapcache', BS, 64 << 20), { readonly: false, cmd: 'test', mapCacheGroups: groups });
   try {
     const blocks = store.blocks;
+    // Inode rows for the inodes the steps change (numbers 2 and 3: the next the store hands out).
+    store.txn(() => {
+      for (const i of INOS) expect(store.inodes.insert({ ...store.inodes.get(1)!, mode: 0o100644, nlink: 1 })).toBe(i);
+    });
+    const mapped = store.db.prepare('SELECT count(*) FROM bmap WHERE ino = ?').pluck();
+    const counted = store.db.prepare('SELECT blocks FROM inodes WHERE ino = ?').pluck();
     const rows = store.db.prepare('SELECT fblock, pblock, flags FROM bmap WHERE ino = ? AND fblock >= ? AND fblock <= ? ORDER BY fblock').raw();
     const truth = (i: number, a: number, b: number) => (rows.all(i, a, b) as FillEntry[]).map(([f, p, fl]) => [f, p, fl & BMAP_UNWRITTEN]);
     const check = (what: string) => {
       for (const i of INOS) for (const [a, b] of RANGES) expect(blocks.fillMap(i, a, b), `${what}: inode ${i} [${a}, ${b}]`).toEqual(truth(i, a, b));
+      for (const i of INOS) {
+        expect(counted.get(i), `${what}: inode ${i}'s row's count`).toBe(mapped.get(i));
+        expect(blocks.countMapped(i), `${what}: inode ${i}'s count`).toBe(mapped.get(i));
+      }
     };
     const bytes = Buffer.alloc(BS, 0x5a);
     const ran = { steps: 0, rollbacks: 0, unwrittenWrites: 0, sharedWrites: 0 };
@@ -96,10 +111,13 @@ function runSequences(groups: number | undefined) {
           }
           break;
         case 'forget':
-          blocks.forgetCached(c.ino);
+          // forgetInode also drops the count kept in memory: the next is read from the row.
+          if (c.count) blocks.forgetInode(c.ino);
+          else blocks.forgetCached(c.ino);
           break;
         case 'read':
           blocks.fillMap(c.ino, c.fb, c.fb + c.n - 1);
+          expect(blocks.countMapped(c.ino), 'the count inside the transaction').toBe(mapped.get(c.ino));
           break;
       }
     };
@@ -118,6 +136,9 @@ function runSequences(groups: number | undefined) {
             throw new Error('roll back');
           })).toThrow('roll back');
           check(`after rolling back ${JSON.stringify(s.inner)}`);
+        } else if (s.k === 'group') {
+          store.txn(() => { for (const c of s.inner) apply(c); });
+          check(`after ${JSON.stringify(s.inner)}`);
         } else {
           store.txn(() => apply(s));
           check(`after ${JSON.stringify(s)}`);

@@ -48,7 +48,7 @@ describe('create', () => {
   it('knows a new file maps no block without asking the store', () => {
     const { store, vfs } = open(newStoreFile('create'));
     try {
-      const stmt = (store.blocks as unknown as { countMappedStmt: { get: (...a: unknown[]) => unknown } }).countMappedStmt;
+      const stmt = (store.blocks as unknown as { counts(): { get: { get: (...a: unknown[]) => unknown } } }).counts().get;
       const real = stmt.get;
       let asked = 0;
       stmt.get = (...a: unknown[]) => { asked++; return real.apply(stmt, a); };
