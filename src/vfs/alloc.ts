@@ -146,24 +146,32 @@ function preallocate(vfs: Vfs, ctx: OpCtx, inode: Inode, start: number, end: num
     return p && p.reserved & (1 << (fb % bpp)) ? p : undefined;
   };
   // Counted from the mapped rows and the cached pages, never block by block: a range can
-  // be 2^32 blocks, and a loop over it would stall every request for minutes.
-  let reservedHoles = 0;
+  // be 2^32 blocks, and a loop over it would stall every request for minutes. Reserved
+  // holes get their block from their reservation, one by one; the runs of blocks between
+  // them and the mapped ones are mapped a run at a time (BlockTable.mapUnwrittenRun).
+  const reservedHoleList: number[] = [];
   for (const [idx, p] of m.pages) {
     for (let b = 0; b < bpp; b++) {
       const fb = idx * bpp + b;
-      if (fb >= fb0 && fb <= fb1 && p.reserved & (1 << b) && !mapped.has(fb)) reservedHoles++;
+      if (fb >= fb0 && fb <= fb1 && p.reserved & (1 << b) && !mapped.has(fb)) reservedHoleList.push(fb);
     }
   }
-  const need = fb1 - fb0 + 1 - mapped.size - reservedHoles;
+  const need = fb1 - fb0 + 1 - mapped.size - reservedHoleList.length;
   if (need > blocks.free) throw fsErr('ENOSPC');
+  const reservedHoles = new Set(reservedHoleList);
+  const stops = [...mapped, ...reservedHoleList].sort((a, b) => a - b);
   const consumed: number[] = [];
   vfs.change([inode], () => {
-    for (let fb = fb0; fb <= fb1; fb++) {
-      if (mapped.has(fb)) continue;
-      const fromReservation = reservedPage(fb) !== undefined;
-      blocks.setMap(inode.ino, fb, blocks.allocate(fromReservation), BMAP_UNWRITTEN);
-      if (fromReservation) consumed.push(fb);
+    let from = fb0;
+    for (const fb of stops) {
+      blocks.mapUnwrittenRun(inode.ino, from, fb - 1);
+      if (reservedHoles.has(fb)) {
+        blocks.setMap(inode.ino, fb, blocks.allocate(true), BMAP_UNWRITTEN);
+        consumed.push(fb);
+      }
+      from = fb + 1;
     }
+    blocks.mapUnwrittenRun(inode.ino, from, fb1);
     finish();
   });
   for (const fb of consumed) reservedPage(fb)!.reserved &= ~(1 << (fb % bpp));

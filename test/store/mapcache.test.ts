@@ -2,8 +2,8 @@
  * The fills' block-map cache (src/store/mapcache.ts) must answer exactly as the store
  * does after every change to the map, or a fill reads a block a punch gave away. Random
  * sequences of every BlockTable operation that changes the map (map, write with copy on
- * write, unmap to a block or to the end, share, collapse and insert shifts, forgetting
- * an inode, and transactions rolled back after some of them), with lookups in between
+ * write, unmap to a block or to the end, share, collapse and insert shifts, preallocated
+ * runs, forgetting an inode, and transactions rolled back after some of them), with lookups in between
  * that load groups into the cache; after each step every inode's map, read through the
  * cache, equals the bmap rows. The same sequences check each inode's count of mapped
  * blocks (st_blocks), which every change keeps in memory and in its inode row
@@ -11,6 +11,7 @@
  * and inside a transaction, before the count is written, the one in memory does.
  */
 import { describe, it, expect } from 'vitest';
+import fs from 'node:fs';
 import fc from 'fast-check';
 import { newStoreFile } from '../helpers/store.js';
 import { Store } from '../../src/store/store.js';
@@ -45,6 +46,10 @@ const change = fc.oneof(
   { weight: 2, arbitrary: fc.record({ k: fc.constant('share' as const), src: ino, sfb: one, dst: ino, dfb: one, n: fc.integer({ min: 1, max: 3 }) }) },
   { weight: 1, arbitrary: fc.record({ k: fc.constant('shift' as const), ino, fb, n, collapse: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ k: fc.constant('forget' as const), ino, count: fc.boolean() }) },
+  { weight: 2, arbitrary: fc.record({ k: fc.constant('prealloc' as const), ino, fb, n: fc.integer({ min: 1, max: 200 }) }) },
+  // Hands out every freed block (to blocks far out, past the checked ranges), so that the
+  // next allocations come from the high-water mark.
+  { weight: 1, arbitrary: fc.record({ k: fc.constant('drain' as const), ino }) },
   { weight: 1, arbitrary: fc.record({ k: fc.constant('read' as const), ino, fb, n }) },
 );
 type Change = typeof change extends fc.Arbitrary<infer T> ? T : never;
@@ -54,32 +59,73 @@ const step = fc.oneof(
   // Several changes in one committed transaction, as a writeback batch or a copy makes.
   { weight: 1, arbitrary: fc.record({ k: fc.constant('group' as const), inner: fc.array(change, { minLength: 2, maxLength: 8 }) }) },
 );
+type Step = typeof step extends fc.Arbitrary<infer T> ? T : never;
+
+/** What fsck's I1 and I2 would find wrong with the allocator's tables, counted. */
+function allocatorProblems(store: Store) {
+  const one = (sql: string) => store.db.prepare(sql).pluck().get() as number;
+  const hwm = one('SELECT next_pblock FROM superblock');
+  return {
+    both: one('SELECT count(*) FROM refs WHERE pblock IN (SELECT pblock FROM free_blocks)'),
+    leaked: hwm - 1 - one('SELECT count(*) FROM refs') - one('SELECT count(*) FROM free_blocks'),
+    refcounts: one(`SELECT count(*) FROM refs r LEFT JOIN (SELECT pblock, count(*) AS c FROM bmap GROUP BY pblock) b
+      ON b.pblock = r.pblock WHERE coalesce(b.c, 0) != r.refcount`),
+    unallocated: one('SELECT count(*) FROM bmap WHERE pblock NOT IN (SELECT pblock FROM refs)'),
+  };
+}
 
 /**
- * Runs the random sequences on a new store whose map cache holds at most `groups` groups;
- * returns what they met and the cache's figures.
+ * Runs the random sequences, each on a new store whose map cache holds at most `groups`
+ * groups (a new store each, so that its high-water mark stays near what the sequence
+ * allocated and a drain of its free list stays short); returns what they met and the
+ * caches' figures, summed.
  */
 function runSequences(groups: number | undefined) {
-  const store = Store.open(newStoreFile('mapcache', BS, 64 << 20), { readonly: false, cmd: 'test', mapCacheGroups: groups });
-  try {
+  const ran = { steps: 0, rollbacks: 0, unwrittenWrites: 0, sharedWrites: 0, runsPastFreeList: 0 };
+  const stats = { hits: 0, loads: 0, bypasses: 0, resets: 0, groups: 0 };
+  const bytes = Buffer.alloc(BS, 0x5a);
+  // Copies of one new store file: cheaper than making each.
+  const template = newStoreFile('mapcache', BS, 1 << 30);
+  const file = `${template}.seq`;
+  const sequence = (steps: Step[]) => {
+    fs.copyFileSync(template, file);
+    const store = Store.open(file, { readonly: false, cmd: 'test', mapCacheGroups: groups });
+    try {
+      runOn(store, steps);
+    } finally {
+      const s = store.blocks.mapCacheStats();
+      for (const k of ['hits', 'loads', 'bypasses', 'resets'] as const) stats[k] += s[k];
+      stats.groups = Math.max(stats.groups, s.groups);
+      store.close();
+    }
+  };
+  const runOn = (store: Store, steps: Step[]) => {
     const blocks = store.blocks;
     // Inode rows for the inodes the steps change (numbers 2 and 3: the next the store hands out).
     store.txn(() => {
-      for (const i of INOS) expect(store.inodes.insert({ ...store.inodes.get(1)!, mode: 0o100644, nlink: 1 })).toBe(i);
+      // Sizes past every block the steps reach, so that fsck's I6 (no written block past EOF) holds.
+      for (const i of INOS) expect(store.inodes.insert({ ...store.inodes.get(1)!, mode: 0o100644, nlink: 1, size: 2 ** 40 })).toBe(i);
     });
     const mapped = store.db.prepare('SELECT count(*) FROM bmap WHERE ino = ?').pluck();
     const counted = store.db.prepare('SELECT blocks FROM inodes WHERE ino = ?').pluck();
     const rows = store.db.prepare('SELECT fblock, pblock, flags FROM bmap WHERE ino = ? AND fblock >= ? AND fblock <= ? ORDER BY fblock').raw();
     const truth = (i: number, a: number, b: number) => (rows.all(i, a, b) as FillEntry[]).map(([f, p, fl]) => [f, p, fl & BMAP_UNWRITTEN]);
     const check = (what: string) => {
-      for (const i of INOS) for (const [a, b] of RANGES) expect(blocks.fillMap(i, a, b), `${what}: inode ${i} [${a}, ${b}]`).toEqual(truth(i, a, b));
+      for (const i of INOS) {
+        for (const [a, b] of RANGES) {
+          const got = blocks.fillMap(i, a, b);
+          const want = truth(i, a, b);
+          // Arrays of numbers: equal as JSON exactly when deeply equal, and far quicker to
+          // compare than toEqual, which then runs only to show the difference.
+          if (JSON.stringify(got) !== JSON.stringify(want)) expect(got, `${what}: inode ${i} [${a}, ${b}]`).toEqual(want);
+        }
+      }
       for (const i of INOS) {
         expect(counted.get(i), `${what}: inode ${i}'s row's count`).toBe(mapped.get(i));
         expect(blocks.countMapped(i), `${what}: inode ${i}'s count`).toBe(mapped.get(i));
       }
     };
-    const bytes = Buffer.alloc(BS, 0x5a);
-    const ran = { steps: 0, rollbacks: 0, unwrittenWrites: 0, sharedWrites: 0 };
+    let drained = 0;
     const apply = (c: Change) => {
       switch (c.k) {
         case 'map':
@@ -110,6 +156,28 @@ function runSequences(groups: number | undefined) {
             blocks.shift(c.ino, c.fb, c.n);
           }
           break;
+        case 'prealloc': {
+          // As fallocate: the unmapped runs of the range, each mapped UNWRITTEN at once.
+          let from = c.fb;
+          const runs: [number, number][] = [];
+          for (const e of blocks.mapRange(c.ino, c.fb, c.fb + c.n - 1)) {
+            if (e.fblock > from) runs.push([from, e.fblock - 1]);
+            from = e.fblock + 1;
+          }
+          if (from <= c.fb + c.n - 1) runs.push([from, c.fb + c.n - 1]);
+          for (const [a, b] of runs) {
+            if (b - a + 1 > blocks.freeListed) ran.runsPastFreeList++;
+            blocks.mapUnwrittenRun(c.ino, a, b);
+          }
+          break;
+        }
+        case 'drain':
+          // (A shift may have moved earlier drained blocks onto the next numbers: only unmapped ones.)
+          while (blocks.freeListed > 0) {
+            const fb = 200_000 + drained++;
+            if (!blocks.mapOne(c.ino, fb)) blocks.setMap(c.ino, fb, blocks.allocate(false), BMAP_UNWRITTEN);
+          }
+          break;
         case 'forget':
           // forgetInode also drops the count kept in memory: the next is read from the row.
           if (c.count) blocks.forgetInode(c.ino);
@@ -121,34 +189,32 @@ function runSequences(groups: number | undefined) {
           break;
       }
     };
-    fc.assert(fc.property(fc.array(step, { minLength: 5, maxLength: 40, size: 'max' }), (steps) => {
-      // Each sequence starts from empty files.
-      store.txn(() => { for (const i of INOS) blocks.unmapRange(i, 0, Number.MAX_SAFE_INTEGER); });
-      check('start');
-      for (const s of steps) {
-        ran.steps++;
-        if (s.k === 'rollback') {
-          ran.rollbacks++;
-          expect(() => store.txn(() => {
-            for (const c of s.inner) apply(c);
-            // The lookups inside the transaction load groups holding what it changed.
-            for (const i of INOS) blocks.fillMap(i, 0, 511);
-            throw new Error('roll back');
-          })).toThrow('roll back');
-          check(`after rolling back ${JSON.stringify(s.inner)}`);
-        } else if (s.k === 'group') {
-          store.txn(() => { for (const c of s.inner) apply(c); });
-          check(`after ${JSON.stringify(s.inner)}`);
-        } else {
-          store.txn(() => apply(s));
-          check(`after ${JSON.stringify(s)}`);
-        }
+    check('start');
+    for (const s of steps) {
+      ran.steps++;
+      if (s.k === 'rollback') {
+        ran.rollbacks++;
+        expect(() => store.txn(() => {
+          for (const c of s.inner) apply(c);
+          // The lookups inside the transaction load groups holding what it changed.
+          for (const i of INOS) blocks.fillMap(i, 0, 511);
+          throw new Error('roll back');
+        })).toThrow('roll back');
+        check(`after rolling back ${JSON.stringify(s.inner)}`);
+      } else if (s.k === 'group') {
+        store.txn(() => { for (const c of s.inner) apply(c); });
+        check(`after ${JSON.stringify(s.inner)}`);
+      } else {
+        store.txn(() => apply(s));
+        check(`after ${JSON.stringify(s)}`);
       }
-    }), { numRuns: 600, seed: 4242 });
-    return { ran, stats: blocks.mapCacheStats() };
-  } finally {
-    store.close();
-  }
+    }
+    // The allocator's tables agree with the maps (fsck's I1 and I2: every block below the
+    // high-water mark allocated or free, refcounts equal to the map rows naming them).
+    expect(allocatorProblems(store)).toEqual({ both: 0, leaked: 0, refcounts: 0, unallocated: 0 });
+  };
+  fc.assert(fc.property(fc.array(step, { minLength: 5, maxLength: 40, size: 'max' }), sequence), { numRuns: 600, seed: 4242 });
+  return { ran, stats };
 }
 
 describe('block-map cache', () => {
@@ -158,6 +224,8 @@ describe('block-map cache', () => {
     expect(ran.rollbacks).toBeGreaterThan(50);
     expect(ran.unwrittenWrites).toBeGreaterThan(50);
     expect(ran.sharedWrites).toBeGreaterThan(20);
+    // Preallocated runs that took blocks past the high-water mark, not only freed ones.
+    expect(ran.runsPastFreeList).toBeGreaterThan(50);
     // The cache was used, not bypassed, and never reached its bound: lookups found groups it held.
     expect(stats.hits).toBeGreaterThan(ran.steps);
     expect(stats.bypasses).toBe(0);
