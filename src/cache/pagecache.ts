@@ -54,6 +54,8 @@ export interface CacheStats {
   evictions: number;
   /** Clean pages a stream wrote, given back right after its write-behind (dropBehind). */
   droppedBehind: number;
+  /** Clean pages a sequential read stream had answered, given back behind it (dropBehindRead). */
+  droppedBehindReads: number;
   invalidations: number;
   writebackPages: number;
   writebacks: number;
@@ -72,6 +74,8 @@ export class Mapping {
   /** Readahead state: the page index after the last read, and the current window in pages. */
   raNext = -1;
   raWindow = 0;
+  /** Read drop-behind's cursor: the lowest page index it has not yet looked at (dropBehindRead). */
+  dropNext = 0;
 
   constructor(readonly cache: PageCache, readonly ino: number) {
     this.iRwsem = new RwLock(I_RWSEM, ino, cache.stats.lock);
@@ -90,7 +94,7 @@ export class PageCache {
   count = 0;
   dirtyCount = 0;
   readonly stats: CacheStats = {
-    hits: 0, misses: 0, readaheadPages: 0, evictions: 0, droppedBehind: 0, invalidations: 0, writebackPages: 0, writebacks: 0,
+    hits: 0, misses: 0, readaheadPages: 0, evictions: 0, droppedBehind: 0, droppedBehindReads: 0, invalidations: 0, writebackPages: 0, writebacks: 0,
     lock: { waits: 0, waitNs: 0n },
   };
   /** Most recently used first. */
@@ -206,6 +210,34 @@ export class PageCache {
     return n;
   }
 
+  /**
+   * Read drop-behind: gives back the frames of the clean pages of `mapping` below
+   * `before`, from its cursor on, once a sequential read stream has answered them. The
+   * kernel keeps its own copy of every page it read through a mount that answers open
+   * with keep_cache, so a second copy here is seldom read again, and keeping it made
+   * every page of a long read fresh memory: a cold 1 GiB sequential read through a
+   * 1536 MiB cache took 2.75-2.80 s of daemon CPU where a 256 MiB cache, whose frames
+   * are reused after its first quarter, took 2.0-2.15. Stops at the first page eviction's
+   * rule keeps (a read still being answered from it, or a fill since): the next call
+   * goes on from there. At most MAX_READ_DROP indices a call, so that a cursor held back
+   * (by a long hold of the lock) catches up over several reads, not in one long walk.
+   */
+  dropBehindRead(mapping: Mapping, before: number): number {
+    let i = mapping.dropNext;
+    const stop = Math.min(before, i + MAX_READ_DROP);
+    let n = 0;
+    for (; i < stop; i++) {
+      const p = mapping.pages.get(i);
+      if (!p) continue;
+      if (p.dirty !== 0 || !evictable(p)) break;
+      this.remove(p);
+      n++;
+    }
+    mapping.dropNext = i;
+    this.stats.droppedBehindReads += n;
+    return n;
+  }
+
   private linkHead(page: Page): void {
     page.prev = null;
     page.next = this.head;
@@ -222,6 +254,9 @@ export class PageCache {
     page.prev = page.next = null;
   }
 }
+
+/** The most page indices one read drop-behind looks at: four 1 MiB reads of 4 KiB pages. */
+const MAX_READ_DROP = 1024;
 
 /** Whether a clean page may leave the cache now (the rule at the top of this file). */
 export function evictable(page: Page): boolean {

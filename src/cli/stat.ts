@@ -79,7 +79,7 @@ export async function statCommand(target: string, opts: { json?: boolean }): Pro
         ['checkpoint', checkpointLine(live.checkpoints)],
         ['cache', `${c.pages} of ${c.capacityPages} pages of ${c.pageSize} bytes, ${c.dirtyPages} dirty`],
         ['hits', `${c.hits} hits, ${c.misses} misses (${lookups ? ((100 * c.hits) / lookups).toFixed(1) : '0.0'}% hit rate), ${c.readaheadPages} readahead pages`],
-        ['evictions', `${c.evictions} evictions, ${c.droppedBehind ?? 0} pages dropped behind streaming writes, ${c.invalidations} invalidations`],
+        ['evictions', `${c.evictions} evictions, ${c.droppedBehind ?? 0} pages dropped behind streaming writes, ${c.droppedBehindReads ?? 0} behind sequential reads, ${c.invalidations} invalidations`],
         ['writeback', `${c.writebacks} writebacks of ${c.writebackPages} pages`],
         ['locks', `${c.lock.waits} waits, ${(c.lock.waitNs / 1e6).toFixed(1)} ms waiting; checker ${live.lockChecker.enabled ? 'on' : 'off'}, ${live.lockChecker.violations} violations`],
         ['block map', mapCacheLine(live.mapCache)],

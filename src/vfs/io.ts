@@ -87,6 +87,8 @@ export function read(vfs: Vfs, fh: number, ino: number, size: number, off: numbe
   const idx1 = Math.floor((end - 1) / ps);
   const sequential = idx0 === m.raNext || idx0 === m.raNext - 1;
   m.raNext = idx1 + 1;
+  // A new stream (or a random read): drop-behind starts over from here.
+  if (!sequential) m.dropNext = idx0;
 
   const pages: Page[] = [];
   for (let idx = idx0; idx <= idx1; idx++) {
@@ -112,7 +114,9 @@ export function read(vfs: Vfs, fh: number, ino: number, size: number, off: numbe
     // The size may have shrunk while we waited: never return bytes past the current EOF.
     const stop = Math.min(end, inode.rec.size);
     const bufs = off < stop ? views(filled.slice(0, idx1 - idx0 + 1), ps, off, stop) : [];
-    return { bufs, done: () => { release(); vfs.balance(); } };
+    // Once the kernel has the pages (the reply is sent) and our hold is gone, a stream's
+    // pages behind this read leave the cache (PageCache.dropBehindRead).
+    return { bufs, done: () => { release(); if (sequential) cache.dropBehindRead(m, idx0); vfs.balance(); } };
   };
   const waiting = locked ? m.invalidateLock.acquire(ctx, 'shared') : undefined;
   // The lock was free and the fill is small: answered in this turn, without the promises

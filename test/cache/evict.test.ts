@@ -58,10 +58,14 @@ async function coldFile(vfs: Vfs, name: string, blocks: number): Promise<{ inode
   return { inode, fh };
 }
 
-/** Reads all of a file of `blocks` blocks, 16 blocks a read: eviction pressure on the rest of the cache. */
+/**
+ * Reads all of a file of `blocks` blocks, 16 blocks a read: eviction pressure on the rest
+ * of the cache. From the end backwards: a sequential stream would give its own pages back
+ * behind it (read drop-behind), and evict little else.
+ */
 async function readThrough(vfs: Vfs, f: { inode: Inode; fh: number }, blocks: number): Promise<void> {
   const bs = vfs.blockSize;
-  for (let b = 0; b < blocks; b += 16) await readBytes(vfs, f.fh, f.inode.ino, 16 * bs, b * bs);
+  for (let b = Math.floor((blocks - 1) / 16) * 16; b >= 0; b -= 16) await readBytes(vfs, f.fh, f.inode.ino, 16 * bs, b * bs);
 }
 
 async function readBytes(vfs: Vfs, fh: number, ino: number, size: number, off: number): Promise<Buffer> {
@@ -78,13 +82,15 @@ describe('eviction while fills hold the invalidate_lock', () => {
     const { inode, fh } = await coldFile(vfs, 'stream', blocks);
     const m = inode.mapping!;
     const chunk = 64 * 1024;
-    let next = 0;
+    // From the end backwards, so that eviction, not read drop-behind (sequential streams
+    // only), is what keeps the cache at its cap.
+    let next = blocks * BS - chunk;
     let maxPages = 0;
     let lockFree = 0;
     const reader = async () => {
-      while (next < blocks * BS) {
+      while (next >= 0) {
         const off = next;
-        next += chunk;
+        next -= chunk;
         const r = await io.read(vfs, fh, inode.ino, chunk, off);
         const got = Buffer.concat(r.bufs);
         r.done?.();
