@@ -76,6 +76,8 @@ export class Mapping {
   raWindow = 0;
   /** Read drop-behind's cursor: the lowest page index it has not yet looked at (dropBehindRead). */
   dropNext = 0;
+  /** Counts the read streams of this mapping: a read out of order starts a new one, and an older stream's reads drop nothing. */
+  readStream = 0;
 
   constructor(readonly cache: PageCache, readonly ino: number) {
     this.iRwsem = new RwLock(I_RWSEM, ino, cache.stats.lock);
@@ -218,18 +220,21 @@ export class PageCache {
    * every page of a long read fresh memory: a cold 1 GiB sequential read through a
    * 1536 MiB cache took 2.75-2.80 s of daemon CPU where a 256 MiB cache, whose frames
    * are reused after its first quarter, took 2.0-2.15. Stops at the first page eviction's
-   * rule keeps (a read still being answered from it, or a fill since): the next call
-   * goes on from there. At most MAX_READ_DROP indices a call, so that a cursor held back
-   * (by a long hold of the lock) catches up over several reads, not in one long walk.
+   * rule keeps (a read still being answered from it, or a fill since) and at the first
+   * a fill is still reading (an earlier read of the stream that a later one overtook):
+   * the next call goes on from there. Dirty pages stay, and are passed. At most
+   * MAX_READ_DROP indices a call, so that a cursor held back (by a long hold of the lock)
+   * catches up over several reads, not in one long walk.
    */
   dropBehindRead(mapping: Mapping, before: number): number {
     let i = mapping.dropNext;
     const stop = Math.min(before, i + MAX_READ_DROP);
     let n = 0;
     for (; i < stop; i++) {
+      if (mapping.filling.has(i)) break;
       const p = mapping.pages.get(i);
-      if (!p) continue;
-      if (p.dirty !== 0 || !evictable(p)) break;
+      if (!p || p.dirty !== 0) continue;
+      if (!evictable(p)) break;
       this.remove(p);
       n++;
     }

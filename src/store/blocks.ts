@@ -364,7 +364,8 @@ export class BlockTable {
    * empty, are the next ones past the high-water mark, and take two statements for the
    * whole run instead of three per block: an 8 GiB preallocation (2M blocks) took
    * 4.7-5.3 s block by block and 1.9-2.2 s as two statements, timed outside the daemon
-   * on a store in /dev/shm.
+   * on a store in /dev/shm. Requires a write transaction: if the second statement throws,
+   * the first one's rows are undone only by its rollback.
    */
   mapUnwrittenRun(ino: number, first: number, last: number): void {
     const n = last - first + 1;

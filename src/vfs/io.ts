@@ -87,8 +87,13 @@ export function read(vfs: Vfs, fh: number, ino: number, size: number, off: numbe
   const idx1 = Math.floor((end - 1) / ps);
   const sequential = idx0 === m.raNext || idx0 === m.raNext - 1;
   m.raNext = idx1 + 1;
-  // A new stream (or a random read): drop-behind starts over from here.
-  if (!sequential) m.dropNext = idx0;
+  // A new stream (or a random read): drop-behind starts over from here, and what reads
+  // of the stream before still have to finish drops nothing (their cursor is gone).
+  if (!sequential) {
+    m.dropNext = idx0;
+    m.readStream++;
+  }
+  const stream = m.readStream;
 
   const pages: Page[] = [];
   for (let idx = idx0; idx <= idx1; idx++) {
@@ -116,7 +121,7 @@ export function read(vfs: Vfs, fh: number, ino: number, size: number, off: numbe
     const bufs = off < stop ? views(filled.slice(0, idx1 - idx0 + 1), ps, off, stop) : [];
     // Once the kernel has the pages (the reply is sent) and our hold is gone, a stream's
     // pages behind this read leave the cache (PageCache.dropBehindRead).
-    return { bufs, done: () => { release(); if (sequential) cache.dropBehindRead(m, idx0); vfs.balance(); } };
+    return { bufs, done: () => { release(); if (sequential && m.readStream === stream) cache.dropBehindRead(m, idx0); vfs.balance(); } };
   };
   const waiting = locked ? m.invalidateLock.acquire(ctx, 'shared') : undefined;
   // The lock was free and the fill is small: answered in this turn, without the promises

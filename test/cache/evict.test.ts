@@ -76,39 +76,46 @@ async function readBytes(vfs: Vfs, fh: number, ino: number, size: number, off: n
 }
 
 describe('eviction while fills hold the invalidate_lock', () => {
-  it('a stream of overlapping fills of one file is evicted behind it: the cache stays at its cap', async () => {
-    const { vfs } = setup(2 * MiB);
-    const blocks = 8192; // 32 MiB, 16 times the cache
-    const { inode, fh } = await coldFile(vfs, 'stream', blocks);
-    const m = inode.mapping!;
-    const chunk = 64 * 1024;
-    // From the end backwards, so that eviction, not read drop-behind (sequential streams
-    // only), is what keeps the cache at its cap.
-    let next = blocks * BS - chunk;
-    let maxPages = 0;
-    let lockFree = 0;
-    const reader = async () => {
-      while (next >= 0) {
-        const off = next;
-        next -= chunk;
-        const r = await io.read(vfs, fh, inode.ino, chunk, off);
-        const got = Buffer.concat(r.bufs);
-        r.done?.();
-        if (!m.invalidateLock.heldShared) lockFree++;
-        maxPages = Math.max(maxPages, vfs.cache.count);
-        for (let b = 0; b < chunk / BS; b++) {
-          const fb = off / BS + b;
-          expect(got.subarray(b * BS, (b + 1) * BS).equals(Buffer.alloc(BS, fb % 251)), `block ${fb}`).toBe(true);
+  // Backwards, eviction alone keeps the cache at its cap (read drop-behind takes
+  // sequential streams only); forwards, with the daemon's readahead making the fills
+  // overlap, drop-behind and eviction share the work.
+  for (const forwards of [false, true]) {
+    it(`a stream of overlapping fills of one file, read ${forwards ? 'forwards' : 'backwards'}, is evicted behind it: the cache stays at its cap`, async () => {
+      const { vfs } = setup(2 * MiB);
+      const blocks = 8192; // 32 MiB, 16 times the cache
+      const { inode, fh } = await coldFile(vfs, 'stream', blocks);
+      const m = inode.mapping!;
+      const chunk = 64 * 1024;
+      const offsets = Array.from({ length: (blocks * BS) / chunk }, (_, i) => i * chunk);
+      if (!forwards) offsets.reverse();
+      let maxPages = 0;
+      let lockFree = 0;
+      const reader = async () => {
+        for (let off = offsets.shift(); off !== undefined; off = offsets.shift()) {
+          const r = await io.read(vfs, fh, inode.ino, chunk, off);
+          const got = Buffer.concat(r.bufs);
+          r.done?.();
+          if (!m.invalidateLock.heldShared) lockFree++;
+          maxPages = Math.max(maxPages, vfs.cache.count);
+          for (let b = 0; b < chunk / BS; b++) {
+            const fb = off / BS + b;
+            expect(got.subarray(b * BS, (b + 1) * BS).equals(Buffer.alloc(BS, fb % 251)), `block ${fb}`).toBe(true);
+          }
         }
+      };
+      // Four readers: whenever one is answered, the others' fills still hold the lock shared.
+      await Promise.all([reader(), reader(), reader(), reader()]);
+      const { evictions, droppedBehindReads } = vfs.cache.stats;
+      if (forwards) expect(evictions + droppedBehindReads).toBeGreaterThan(blocks / 2);
+      else {
+        expect(evictions).toBeGreaterThan(blocks / 2);
+        expect(droppedBehindReads).toBe(0);
       }
-    };
-    // Four readers: whenever one is answered, the others' fills still hold the lock shared.
-    await Promise.all([reader(), reader(), reader(), reader()]);
-    expect(vfs.cache.stats.evictions).toBeGreaterThan(blocks / 2);
-    // What four fills in flight hold, each up to the readahead window (64 pages) past its read, over the cap.
-    expect(maxPages).toBeLessThanOrEqual(vfs.cache.capacityPages + 4 * (64 + chunk / BS));
-    expect(lockFree).toBeLessThan(10);
-  }, 60_000);
+      // What four fills in flight hold, each up to the readahead window (64 pages) past its read, over the cap.
+      expect(maxPages).toBeLessThanOrEqual(vfs.cache.capacityPages + 4 * (64 + chunk / BS));
+      expect(lockFree).toBeLessThan(10);
+    }, 60_000);
+  }
 
   it('keeps a page written and written back while a fill of it was reading: the fill does not bring back the old bytes', async () => {
     const { vfs, source } = setup(256 * 1024); // 64 pages

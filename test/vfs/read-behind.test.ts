@@ -8,7 +8,7 @@
  */
 import { describe, it, expect, afterEach } from 'vitest';
 import type { Store } from '../../src/store/store.js';
-import type { Vfs } from '../../src/vfs/vfs.js';
+import { Vfs } from '../../src/vfs/vfs.js';
 import { newStore, vfsOf, ROOT_CALLER as me } from '../helpers/store.js';
 import * as io from '../../src/vfs/io.js';
 import { ROOT_INO } from '../../src/store/schema.js';
@@ -31,10 +31,34 @@ function chunk(off: number): Buffer {
   return b;
 }
 
-/** A 40 MiB file written back, with no page cached, in a VFS with a 64 MiB cache (it would hold all of it). */
-async function coldFile(): Promise<{ vfs: Vfs; inode: Inode; fh: number }> {
+/**
+ * Block reads that the test answers one by one, in the order it chooses, once `held` is
+ * set (before that, at once). Every read goes this way: none is answered in the same turn.
+ */
+interface HeldReads {
+  held: boolean;
+  /** Reads waiting, oldest first: answer(i) lets the i-th of them finish. */
+  waiting: (() => void)[];
+}
+
+/**
+ * A 40 MiB file written back, with no page cached, in a VFS with a 64 MiB cache (it would
+ * hold all of it); with `reads`, its block reads go through them.
+ */
+async function coldFile(reads?: HeldReads): Promise<{ vfs: Vfs; inode: Inode; fh: number }> {
   store = newStore('readbehind', BS, 256 * MiB).store;
-  const vfs = vfsOf(store, 64 * MiB);
+  const blocks = store.blocks;
+  const vfs = reads
+    ? new Vfs(store, {
+      cacheBytes: 64 * MiB,
+      readBlocks: async (pblocks) => {
+        const bytes = pblocks.map((p) => blocks.readData(p));
+        if (reads.held) await new Promise<void>((r) => reads.waiting.push(r));
+        return bytes;
+      },
+      readBlocksNow: { max: () => 0, read: () => [] },
+    })
+    : vfsOf(store, 64 * MiB);
   const { inode, fh } = io.create(vfs, me, ROOT_INO, Buffer.from('f'), 0o644, 2);
   for (let off = 0; off < TOTAL; off += MiB) await io.write(vfs, me, fh, inode.ino, chunk(off), off, 'kernel');
   vfs.writeback(inode);
@@ -67,6 +91,18 @@ async function readChunks(vfs: Vfs, inode: Inode, fh: number, offsets: number[],
 }
 
 const sequentialOffsets = Array.from({ length: TOTAL / MiB }, (_, i) => i * MiB);
+
+/** Lets the waiting read at `i` finish, and gives the promises a turn to run. */
+async function answer(reads: HeldReads, i: number): Promise<void> {
+  reads.waiting.splice(i, 1)[0]();
+  for (let k = 0; k < 5; k++) await new Promise((r) => setImmediate(r));
+}
+
+async function bytesOf(r: io.ReadResult | Promise<io.ReadResult>, off: number): Promise<void> {
+  const rr = await r;
+  expect(Buffer.concat(rr.bufs).equals(chunk(off)), `MiB at ${off}`).toBe(true);
+  rr.done?.();
+}
 
 describe('read drop-behind', () => {
   it('a sequential read stream gives back the pages behind it and reuses their frames, with the right bytes', async () => {
@@ -112,5 +148,68 @@ describe('read drop-behind', () => {
     await readChunks(vfs, inode, fh, sequentialOffsets.slice(8, 10), 1);
     expect(m.get(0)).toBeUndefined();
     expect(vfs.cache.stats.droppedBehindReads).toBeGreaterThanOrEqual(8 * MiB / vfs.cache.pageSize);
+  });
+  it('a read of the stream answered before an earlier one does not pass the earlier one\'s pages: the next read drops them', async () => {
+    const reads: HeldReads = { held: false, waiting: [] };
+    const { vfs, inode, fh } = await coldFile(reads);
+    const m = inode.mapping!;
+    reads.held = true;
+    const first = io.read(vfs, fh, inode.ino, MiB, 0);
+    const second = io.read(vfs, fh, inode.ino, MiB, MiB);
+    await new Promise((r) => setImmediate(r));
+    expect(reads.waiting.length).toBe(2);
+    // The second read finishes first: the first one's pages are not in the cache yet.
+    await answer(reads, 1);
+    await bytesOf(second, MiB);
+    expect(m.get(0)).toBeUndefined();
+    await answer(reads, 0);
+    await bytesOf(first, 0);
+    expect(m.get(0)).toBeDefined();
+    reads.held = false;
+    await bytesOf(io.read(vfs, fh, inode.ino, MiB, 2 * MiB), 2 * MiB);
+    // Both earlier reads' pages are gone, the first one's included.
+    expect(m.get(0)).toBeUndefined();
+    expect(m.get(255)).toBeUndefined();
+    expect(m.get(300)).toBeUndefined();
+    expect(vfs.cache.stats.droppedBehindReads).toBeGreaterThanOrEqual(512);
+  });
+
+  it('a read of an older stream answered after a read out of order drops nothing', async () => {
+    const reads: HeldReads = { held: false, waiting: [] };
+    const { vfs, inode, fh } = await coldFile(reads);
+    const m = inode.mapping!;
+    await bytesOf(io.read(vfs, fh, inode.ino, MiB, 8 * MiB), 8 * MiB);
+    reads.held = true;
+    const late = io.read(vfs, fh, inode.ino, MiB, 9 * MiB);
+    await new Promise((r) => setImmediate(r));
+    // A random read of the file's start, cached as random reads are.
+    const random = io.read(vfs, fh, inode.ino, BS, 0);
+    await new Promise((r) => setImmediate(r));
+    await answer(reads, 1);
+    const rr = await random;
+    expect(rr.bufs.length).toBe(1);
+    rr.done?.();
+    expect(m.get(0)).toBeDefined();
+    // The stream's read finishes last: the random read started a new stream, so it drops nothing.
+    await answer(reads, 0);
+    await bytesOf(late, 9 * MiB);
+    expect(m.get(0)).toBeDefined();
+    expect(vfs.cache.stats.droppedBehindReads).toBe(0);
+  });
+
+  it('passes the dirty pages of a stream (they stay) and drops the clean ones beyond them', async () => {
+    const { vfs, inode, fh } = await coldFile();
+    const m = inode.mapping!;
+    // One page written and not written back, in the middle of the first MiB.
+    await io.write(vfs, me, fh, inode.ino, Buffer.alloc(BS, 0xab), 100 * BS, 'kernel');
+    expect(m.get(100)!.dirty).not.toBe(0);
+    for (const off of [0, MiB, 2 * MiB]) {
+      const r = await io.read(vfs, fh, inode.ino, MiB, off);
+      r.done?.();
+    }
+    expect(m.get(100)).toBeDefined();
+    expect(m.get(99)).toBeUndefined();
+    expect(m.get(101)).toBeUndefined();
+    expect(m.get(300)).toBeUndefined();
   });
 });
