@@ -370,7 +370,7 @@ export class BlockTable {
   mapUnwrittenRun(ino: number, first: number, last: number): void {
     const n = last - first + 1;
     if (n <= 0) return;
-    if (this.used + this.reserved + n > this.capacity) throw fsErr('ENOSPC');
+    if (n > this.free) throw fsErr('ENOSPC');
     let fb = first;
     for (; fb <= last && this.freeListed > 0; fb++) this.setMap(ino, fb, this.allocate(false), BMAP_UNWRITTEN);
     if (fb > last) return;

@@ -158,23 +158,20 @@ function preallocate(vfs: Vfs, ctx: OpCtx, inode: Inode, start: number, end: num
   }
   const need = fb1 - fb0 + 1 - mapped.size - reservedHoleList.length;
   if (need > blocks.free) throw fsErr('ENOSPC');
-  const reservedHoles = new Set(reservedHoleList);
+  // The blocks the runs stop at: mapped ones, and reserved holes (never mapped).
   const stops = [...mapped, ...reservedHoleList].sort((a, b) => a - b);
-  const consumed: number[] = [];
   vfs.change([inode], () => {
     let from = fb0;
     for (const fb of stops) {
       blocks.mapUnwrittenRun(inode.ino, from, fb - 1);
-      if (reservedHoles.has(fb)) {
-        blocks.setMap(inode.ino, fb, blocks.allocate(true), BMAP_UNWRITTEN);
-        consumed.push(fb);
-      }
+      if (!mapped.has(fb)) blocks.setMap(inode.ino, fb, blocks.allocate(true), BMAP_UNWRITTEN);
       from = fb + 1;
     }
     blocks.mapUnwrittenRun(inode.ino, from, fb1);
     finish();
   });
-  for (const fb of consumed) reservedPage(fb)!.reserved &= ~(1 << (fb % bpp));
+  // Every reserved hole now has its block: its reservation is spent.
+  for (const fb of reservedHoleList) reservedPage(fb)!.reserved &= ~(1 << (fb % bpp));
 }
 
 /**

@@ -42,3 +42,10 @@ export function newStore(prefix: string, blockSize = 4096, capacityBytes = 64 <<
 export function vfsOf(store: Store, cacheBytes = 16 << 20): Vfs {
   return new Vfs(store, { cacheBytes });
 }
+
+/** One 1 MiB chunk whose bytes name their offset in the file (`off`), so a misplaced block shows. */
+export function offsetChunk(off: number): Buffer {
+  const b = Buffer.alloc(1 << 20);
+  for (let i = 0; i < b.length; i += 8) b.writeUInt32LE((off + i) >>> 3, i);
+  return b;
+}

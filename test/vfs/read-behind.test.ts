@@ -9,7 +9,7 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import type { Store } from '../../src/store/store.js';
 import { Vfs } from '../../src/vfs/vfs.js';
-import { newStore, vfsOf, ROOT_CALLER as me } from '../helpers/store.js';
+import { newStore, vfsOf, offsetChunk as chunk, ROOT_CALLER as me } from '../helpers/store.js';
 import * as io from '../../src/vfs/io.js';
 import { ROOT_INO } from '../../src/store/schema.js';
 import { OpCtx } from '../../src/cache/lockcheck.js';
@@ -23,13 +23,6 @@ afterEach(() => {
   store?.close();
   store = null;
 });
-
-/** One 1 MiB chunk whose bytes name their offset, so a misplaced block shows. */
-function chunk(off: number): Buffer {
-  const b = Buffer.alloc(MiB);
-  for (let i = 0; i < MiB; i += 8) b.writeUInt32LE((off + i) >>> 3, i);
-  return b;
-}
 
 /**
  * Block reads that the test answers one by one, in the order it chooses, once `held` is

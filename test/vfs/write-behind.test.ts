@@ -10,7 +10,7 @@
 import { describe, it, expect } from 'vitest';
 import type { Store } from '../../src/store/store.js';
 import type { Vfs } from '../../src/vfs/vfs.js';
-import { newStore, vfsOf, ROOT_CALLER as me } from '../helpers/store.js';
+import { newStore, vfsOf, offsetChunk as chunk, ROOT_CALLER as me } from '../helpers/store.js';
 import * as io from '../../src/vfs/io.js';
 import { fallocate } from '../../src/vfs/alloc.js';
 import { ROOT_INO } from '../../src/store/schema.js';
@@ -23,13 +23,6 @@ const MiB = 1 << 20;
 function setup(cacheBytes: number): { store: Store; vfs: Vfs } {
   const { store } = newStore('wbehind', BS, 256 * MiB);
   return { store, vfs: vfsOf(store, cacheBytes) };
-}
-
-/** One 1 MiB chunk whose bytes name their offset, so a misplaced block shows. */
-function chunk(off: number): Buffer {
-  const b = Buffer.alloc(MiB);
-  for (let i = 0; i < MiB; i += 8) b.writeUInt32LE((off + i) >>> 3, i);
-  return b;
 }
 
 /**
