@@ -29,15 +29,35 @@ export function writebackMapping(mapping: Mapping, store: Store, opts: Writeback
       : [];
     const byBlock = new Map<number, MapEntry>();
     for (const e of entries) byBlock.set(e.fblock, e);
+    // Consecutive unmapped blocks (a file written at its end) go to the store as runs.
+    let runFirst = -1;
+    const runData: Buffer[] = [];
+    const runReserved: boolean[] = [];
+    const endRun = () => {
+      if (runData.length > 0) store.blocks.writeNewRun(mapping.ino, runFirst, runData, runReserved);
+      runData.length = 0;
+      runReserved.length = 0;
+    };
     for (const page of pages) {
       for (let b = 0; b < bpp; b++) {
         const bit = 1 << b;
         if (!(page.dirty & bit)) continue;
         const fb = page.index * bpp + b;
         if (fb >= opts.endBlock) continue;
-        store.blocks.writeBlock(mapping.ino, fb, page.data.subarray(b * bs, (b + 1) * bs), (page.reserved & bit) !== 0, byBlock.get(fb));
+        const data = page.data.subarray(b * bs, (b + 1) * bs);
+        const cur = byBlock.get(fb);
+        if (cur) {
+          endRun();
+          store.blocks.writeBlock(mapping.ino, fb, data, (page.reserved & bit) !== 0, cur);
+          continue;
+        }
+        if (runData.length > 0 && fb !== runFirst + runData.length) endRun();
+        if (runData.length === 0) runFirst = fb;
+        runData.push(data);
+        runReserved.push((page.reserved & bit) !== 0);
       }
     }
+    endRun();
     opts.persist();
   });
   for (const page of pages) {

@@ -3,7 +3,7 @@
  * does after every change to the map, or a fill reads a block a punch gave away. Random
  * sequences of every BlockTable operation that changes the map (map, write with copy on
  * write, unmap to a block or to the end, share, collapse and insert shifts, preallocated
- * runs, forgetting an inode, and transactions rolled back after some of them), with lookups in between
+ * runs, runs written to new blocks as writeback writes them, forgetting an inode, and transactions rolled back after some of them), with lookups in between
  * that load groups into the cache; after each step every inode's map, read through the
  * cache, equals the bmap rows. The same sequences check each inode's count of mapped
  * blocks (st_blocks), which every change keeps in memory and in its inode row
@@ -48,6 +48,9 @@ const change = fc.oneof(
   { weight: 1, arbitrary: fc.record({ k: fc.constant('shift' as const), ino, fb, n, collapse: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ k: fc.constant('forget' as const), ino, count: fc.boolean() }) },
   { weight: 2, arbitrary: fc.record({ k: fc.constant('prealloc' as const), ino, fb, n: fc.integer({ min: 1, max: 200 }) }) },
+  // As writeback: the unmapped runs of a dirty range written to new blocks, every
+  // `reservedEvery`th block holding a reservation (0: none).
+  { weight: 2, arbitrary: fc.record({ k: fc.constant('writeRun' as const), ino, fb, n: fc.integer({ min: 1, max: 200 }), reservedEvery: fc.integer({ min: 0, max: 3 }) }) },
   // Hands out every freed block (to blocks far out, past the checked ranges), so that the
   // next allocations come from the high-water mark.
   { weight: 1, arbitrary: fc.record({ k: fc.constant('drain' as const), ino }) },
@@ -84,7 +87,7 @@ function storeProblems(store: Store): string[] {
  * caches' figures, summed.
  */
 function runSequences(groups: number | undefined) {
-  const ran = { steps: 0, rollbacks: 0, unwrittenWrites: 0, sharedWrites: 0, runsPastFreeList: 0 };
+  const ran = { steps: 0, rollbacks: 0, unwrittenWrites: 0, sharedWrites: 0, runsPastFreeList: 0, writtenRunsPastFreeList: 0 };
   const stats = { hits: 0, loads: 0, bypasses: 0, resets: 0, groups: 0 };
   const bytes = Buffer.alloc(BS, 0x5a);
   // Copies of one new store file: cheaper than making each.
@@ -135,6 +138,17 @@ function runSequences(groups: number | undefined) {
       }
     };
     let drained = 0;
+    /** The unmapped runs of [fb, fb + n) of `i`. */
+    const holes = (i: number, fb: number, n: number) => {
+      let from = fb;
+      const runs: [number, number][] = [];
+      for (const e of blocks.mapRange(i, fb, fb + n - 1)) {
+        if (e.fblock > from) runs.push([from, e.fblock - 1]);
+        from = e.fblock + 1;
+      }
+      if (from <= fb + n - 1) runs.push([from, fb + n - 1]);
+      return runs;
+    };
     const apply = (c: Change) => {
       switch (c.k) {
         case 'map':
@@ -172,17 +186,34 @@ function runSequences(groups: number | undefined) {
           break;
         case 'prealloc': {
           // As fallocate: the unmapped runs of the range, each mapped UNWRITTEN at once.
-          let from = c.fb;
-          const runs: [number, number][] = [];
-          for (const e of blocks.mapRange(c.ino, c.fb, c.fb + c.n - 1)) {
-            if (e.fblock > from) runs.push([from, e.fblock - 1]);
-            from = e.fblock + 1;
-          }
-          if (from <= c.fb + c.n - 1) runs.push([from, c.fb + c.n - 1]);
-          for (const [a, b] of runs) {
+          for (const [a, b] of holes(c.ino, c.fb, c.n)) {
             if (b - a + 1 > blocks.freeListed) ran.runsPastFreeList++;
             blocks.mapUnwrittenRun(c.ino, a, b);
           }
+          break;
+        }
+        case 'writeRun': {
+          const reservedBefore = blocks.snapshot().reserved;
+          for (const [a, b] of holes(c.ino, c.fb, c.n)) {
+            const len = b - a + 1;
+            const reserved = Array.from({ length: len }, (_, j) => c.reservedEvery > 0 && j % c.reservedEvery === 0);
+            blocks.reserve(reserved.filter(Boolean).length);
+            // Bytes that name their block, so that a block written to the wrong place shows.
+            const datas = reserved.map((_, j) => Buffer.alloc(BS, `${c.ino}:${a + j};`));
+            const freeBefore = blocks.freeListed;
+            if (len - freeBefore >= 2) ran.writtenRunsPastFreeList++;
+            blocks.writeNewRun(c.ino, a, datas, reserved);
+            // Freed blocks went first (design.md: freed blocks are reused).
+            expect(blocks.freeListed).toBe(Math.max(0, freeBefore - len));
+            for (let j = 0; j < len; j++) {
+              const e = blocks.mapOne(c.ino, a + j);
+              expect(e && e.flags, `block ${a + j} of inode ${c.ino} mapped written`).toBe(0);
+              expect(e!.refcount).toBe(1);
+              expect(blocks.readData(e!.pblock)?.equals(datas[j]), `the bytes of block ${a + j}`).toBe(true);
+            }
+          }
+          // Each reservation was spent on its block.
+          expect(blocks.snapshot().reserved).toBe(reservedBefore);
           break;
         }
         case 'drain':
@@ -241,6 +272,8 @@ describe('block-map cache', () => {
     expect(ran.sharedWrites).toBeGreaterThan(20);
     // Preallocated runs that took blocks past the high-water mark, not only freed ones.
     expect(ran.runsPastFreeList).toBeGreaterThan(50);
+    // And written runs (writeback's) that did.
+    expect(ran.writtenRunsPastFreeList).toBeGreaterThan(50);
     // The cache was used, not bypassed, and never reached its bound: lookups found groups it held.
     expect(stats.hits).toBeGreaterThan(ran.steps);
     expect(stats.bypasses).toBe(0);

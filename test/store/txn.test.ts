@@ -36,4 +36,28 @@ describe('store transactions', () => {
       store.close();
     }
   });
+
+  it('a run of new blocks that does not fit fails with ENOSPC and changes nothing', () => {
+    // 16 blocks of 4 KiB; the next 4 held by reservations of dirty blocks elsewhere.
+    const { store } = newStore('txn-run', 4096, 16 * 4096);
+    try {
+      const blocks = store.blocks;
+      const data = (n: number) => Array.from({ length: n }, (_, j) => Buffer.alloc(4096, j + 1));
+      blocks.reserve(4);
+      // 14 blocks, the first with one of those reservations: 13 more blocks make 17, one too many.
+      const reserved = Array.from({ length: 14 }, (_, j) => j === 0);
+      expect(() => store.txn(() => blocks.writeNewRun(2, 0, data(14), reserved))).toThrow(expect.objectContaining({ code: 'ENOSPC' }));
+      expect(blocks.snapshot()).toEqual({ hwm: 1, used: 0, reserved: 4, freeListed: 0 });
+      expect(blocks.mapRange(2, 0, 100)).toEqual([]);
+      // 13 fit exactly, and spend the one reservation.
+      store.txn(() => blocks.writeNewRun(2, 0, data(13), reserved.slice(0, 13)));
+      expect(blocks.snapshot()).toEqual({ hwm: 14, used: 13, reserved: 3, freeListed: 0 });
+      expect(blocks.free).toBe(0);
+      expect(blocks.mapRange(2, 0, 100).map((e) => [e.fblock, e.pblock, e.flags, e.refcount])).toEqual(
+        Array.from({ length: 13 }, (_, j) => [j, j + 1, 0, 1]));
+      expect(blocks.readData(13)).toEqual(Buffer.alloc(4096, 13));
+    } finally {
+      store.close();
+    }
+  });
 });
