@@ -63,7 +63,7 @@ export class BlockTable {
    * asks which of its blocks it overwrites in place (reservationsNeeded); asking SQLite
    * was a tenth of the daemon's samples in a 4 KiB random-write profile. Only a positive
    * answer is kept: a bit is set by what finds or makes a block owned (ownedBlocks;
-   * writeBlock, for writeback and a truncation's tail block) and cleared by everything
+   * writeBlock and writeNewRun, for writeback and a truncation's tail block) and cleared by everything
    * that can unmap a block or share it (unmapRange, shareRange's source, shift), so a set
    * bit is always true; a rolled-back transaction forgets all. A block that becomes owned
    * behind a clear bit (the other file let go of its share) is only asked about again.
@@ -157,7 +157,7 @@ export class BlockTable {
             GROUP BY pblock HAVING count(*) > 1) AS c
       WHERE refs.pblock = c.p`);
     // A run of new blocks from the high-water mark, refs rows and map rows as one
-    // statement each (mapUnwrittenRun).
+    // statement each (mapFresh: preallocated runs and written ones).
     const series = 'WITH RECURSIVE s(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM s WHERE i < ?)';
     this.freshRefsStmt = db.prepare(`${series} INSERT INTO refs (pblock, refcount) SELECT i, 1 FROM s`);
     this.freshMapStmt = db.prepare(`${series} INSERT INTO bmap (ino, fblock, pblock, flags) SELECT ?, i, i + ?, ? FROM s`);

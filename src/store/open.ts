@@ -26,7 +26,7 @@ export function validBlockSize(n: number): boolean {
   return Number.isInteger(n) && n >= MIN_BLOCK_SIZE && n <= MAX_BLOCK_SIZE && (n & (n - 1)) === 0;
 }
 
-/** SQLite's page cache of a connection that only reads, in KiB: the b-tree's inner pages. */
+/** SQLite's page cache of a read-only opening (fsck, stat), in KiB: the b-tree's inner pages. (The daemon's reader threads: reader-worker.ts.) */
 const CACHE_KIB = 16384;
 /**
  * The writer's: room for the 43 MiB of 16 KiB pages that a 32 MiB write-behind dirties,

@@ -6,6 +6,7 @@
  */
 import { describe, it, expect } from 'vitest';
 import { newStore } from '../helpers/store.js';
+import { BMAP_UNWRITTEN } from '../../src/store/schema.js';
 
 describe('store transactions', () => {
   it('a throw after the commit keeps what the commit allocated', () => {
@@ -38,17 +39,28 @@ describe('store transactions', () => {
   });
 
   it('a run of new blocks that does not fit fails with ENOSPC and changes nothing', () => {
-    // 16 blocks of 4 KiB; the next 4 held by reservations of dirty blocks elsewhere.
+    // 16 blocks of 4 KiB: 3 used and freed again (so a run takes them first, one by one),
+    // and 4 held by reservations of dirty blocks elsewhere.
     const { store } = newStore('txn-run', 4096, 16 * 4096);
     try {
       const blocks = store.blocks;
       const data = (n: number) => Array.from({ length: n }, (_, j) => Buffer.alloc(4096, j + 1));
+      store.txn(() => {
+        for (let fb = 0; fb < 3; fb++) blocks.setMap(3, fb, blocks.allocate(false), BMAP_UNWRITTEN);
+      });
+      store.txn(() => blocks.unmapRange(3, 0, 2));
       blocks.reserve(4);
-      // 14 blocks, the first with one of those reservations: 13 more blocks make 17, one too many.
+      const before = blocks.snapshot();
+      expect(before).toEqual({ hwm: 4, used: 0, reserved: 4, freeListed: 3 });
+      // 14 blocks, the first with one of those reservations: the 3 freed, then 11 more
+      // past the high-water mark, which with the 3 left reserved make 17, one too many.
       const reserved = Array.from({ length: 14 }, (_, j) => j === 0);
       expect(() => store.txn(() => blocks.writeNewRun(2, 0, data(14), reserved))).toThrow(expect.objectContaining({ code: 'ENOSPC' }));
-      expect(blocks.snapshot()).toEqual({ hwm: 1, used: 0, reserved: 4, freeListed: 0 });
+      // Rolled back, the freed blocks' writes with it.
+      expect(blocks.snapshot()).toEqual(before);
       expect(blocks.mapRange(2, 0, 100)).toEqual([]);
+      expect(store.db.prepare('SELECT count(*) FROM free_blocks').pluck().get()).toBe(3);
+      expect(store.db.prepare('SELECT count(*) FROM refs').pluck().get()).toBe(0);
       // 13 fit exactly, and spend the one reservation.
       store.txn(() => blocks.writeNewRun(2, 0, data(13), reserved.slice(0, 13)));
       expect(blocks.snapshot()).toEqual({ hwm: 14, used: 13, reserved: 3, freeListed: 0 });
