@@ -63,9 +63,9 @@ export class BlockTable {
    * asks which of its blocks it overwrites in place (reservationsNeeded); asking SQLite
    * was a tenth of the daemon's samples in a 4 KiB random-write profile. Only a positive
    * answer is kept: a bit is set by what finds or makes a block owned (ownedBlocks;
-   * writeBlock and writeNewRun, for writeback and a truncation's tail block) and cleared by everything
-   * that can unmap a block or share it (unmapRange, shareRange's source, shift), so a set
-   * bit is always true; a rolled-back transaction forgets all. A block that becomes owned
+   * writeBlock and writeNewRun, for writeback and a truncation's tail block) and cleared
+   * by everything that can unmap a block or share it (unmapRange, shareRange's source,
+   * shift), so a set bit is always true; a rolled-back transaction forgets all. A block that becomes owned
    * behind a clear bit (the other file let go of its share) is only asked about again.
    */
   private readonly ownedKnown = new Map<number, SparseBitset>();

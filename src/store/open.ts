@@ -29,10 +29,11 @@ export function validBlockSize(n: number): boolean {
 /** SQLite's page cache of a read-only opening (fsck, stat), in KiB: the b-tree's inner pages. (The daemon's reader threads: reader-worker.ts.) */
 const CACHE_KIB = 16384;
 /**
- * The writer's: room for the 43 MiB of 16 KiB pages that a 32 MiB write-behind dirties,
- * which a 16 MiB cache wrote to the WAL in the middle of the transaction to make room. A
- * 1 GiB sequential write through the mount (8 alternating pairs, tmpfs store): 256 ->
- * 280 MiB/s (medians), daemon CPU 4.30 -> 3.95 s. Raised only for the length of each large
+ * The writer's: room for the 43 MiB of 16 KiB pages that a 32 MiB write-behind dirties
+ * (a 16 MiB cache writes them to the WAL in the middle of the transaction to make room;
+ * the frames written in all were as many either way, counted outside the daemon). A 1
+ * GiB sequential write through the mount (8 alternating pairs, tmpfs store): 256 -> 280
+ * MiB/s (medians), daemon CPU 4.30 -> 3.95 s. Raised only for the length of each large
  * transaction instead, the writes ran at 298 against 334 MiB/s (4 alternating pairs, both
  * with BlockTable.writeNewRun): the pages SQLite frees after each and allocates again are
  * memory touched anew. The daemon's peak RSS in those runs was the same (VmHWM 314-342 MiB
@@ -46,10 +47,9 @@ const WRITER_CACHE_KIB = 65536;
  * cache) and consistent after power loss; fsync(2) through the mount asks for FULL for
  * its own commit (see Store.durably). cache_size keeps the b-tree interior pages hot
  * (and the writer's holds a write-behind's pages); data blocks are cached above SQLite,
- * in the page cache. No mmap: every page
- * of the store a connection touched through its mapping counted in the daemon's RSS (the
- * writer's and each reader thread's mapping separately), 0.3 to 0.6 GiB under
- * scripts/load.mjs, beyond any --cache-size.
+ * in the page cache. No mmap: every page of the store a connection touched through its
+ * mapping counted in the daemon's RSS (the writer's and each reader thread's mapping
+ * separately), 0.3 to 0.6 GiB under scripts/load.mjs, beyond any --cache-size.
  */
 export function applyPragmas(db: DB, readonly: boolean): void {
   db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
