@@ -420,8 +420,8 @@ export class BlockTable {
     if (i === n) return;
     let withReservation = 0;
     for (let j = i; j < n; j++) if (reserved[j]) withReservation++;
-    // allocate() keeps used + reserved for a reserved block and adds one for any other.
-    if (this.used + this.reserved + (n - i - withReservation) > this.capacity) throw fsErr('ENOSPC');
+    // As allocate(): a reserved block takes its reservation, any other needs free space.
+    if (n - i - withReservation > this.free) throw fsErr('ENOSPC');
     this.reserved -= withReservation;
     const base = this.mapFresh(ino, first + i, first + n - 1, 0);
     for (let j = i; j < n; j++) {

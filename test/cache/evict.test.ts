@@ -7,7 +7,7 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import type { Store } from '../../src/store/store.js';
 import { Vfs } from '../../src/vfs/vfs.js';
-import { newStore, ROOT_CALLER as me } from '../helpers/store.js';
+import { newStore, ROOT_CALLER as me, dropCleanPages } from '../helpers/store.js';
 import * as io from '../../src/vfs/io.js';
 import { ROOT_INO } from '../../src/store/schema.js';
 import { OpCtx } from '../../src/cache/lockcheck.js';
@@ -54,7 +54,7 @@ async function coldFile(vfs: Vfs, name: string, blocks: number): Promise<{ inode
   for (let b = 0; b < blocks; b++) data.fill(b % 251, b * bs, (b + 1) * bs);
   for (let off = 0; off < data.length; off += MiB) await io.write(vfs, me, fh, inode.ino, data.subarray(off, off + MiB), off, 'kernel');
   vfs.writeback(inode);
-  for (const p of [...inode.mapping!.pages.values()]) vfs.cache.remove(p);
+  dropCleanPages(vfs, inode);
   return { inode, fh };
 }
 

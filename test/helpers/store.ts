@@ -9,6 +9,7 @@ import { afterEach } from 'vitest';
 import { createStoreFile } from '../../src/store/open.js';
 import { Store } from '../../src/store/store.js';
 import { Vfs, type Caller } from '../../src/vfs/vfs.js';
+import type { Inode } from '../../src/vfs/inode.js';
 
 /** The caller of the VFS calls in these tests: root, umask 022. */
 export const ROOT_CALLER: Caller = { uid: 0, gid: 0, pid: process.pid, umask: 0o022 };
@@ -48,4 +49,9 @@ export function offsetChunk(off: number): Buffer {
   const b = Buffer.alloc(1 << 20);
   for (let i = 0; i < b.length; i += 8) b.writeUInt32LE((off + i) >>> 3, i);
   return b;
+}
+
+/** Drops a file's clean pages from the cache, so that its next reads come from the store (dirty pages stay). */
+export function dropCleanPages(vfs: Vfs, inode: Inode): void {
+  for (const p of [...inode.mapping!.pages.values()]) if (!p.dirty) vfs.cache.remove(p);
 }

@@ -9,7 +9,7 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import type { Store } from '../../src/store/store.js';
 import { Vfs } from '../../src/vfs/vfs.js';
-import { newStore, vfsOf, offsetChunk as chunk, ROOT_CALLER as me } from '../helpers/store.js';
+import { newStore, vfsOf, offsetChunk as chunk, ROOT_CALLER as me, dropCleanPages } from '../helpers/store.js';
 import * as io from '../../src/vfs/io.js';
 import { ROOT_INO } from '../../src/store/schema.js';
 import { OpCtx } from '../../src/cache/lockcheck.js';
@@ -55,7 +55,7 @@ async function coldFile(reads?: HeldReads): Promise<{ vfs: Vfs; inode: Inode; fh
   const { inode, fh } = io.create(vfs, me, ROOT_INO, Buffer.from('f'), 0o644, 2);
   for (let off = 0; off < TOTAL; off += MiB) await io.write(vfs, me, fh, inode.ino, chunk(off), off, 'kernel');
   vfs.writeback(inode);
-  for (const p of [...inode.mapping!.pages.values()]) vfs.cache.remove(p);
+  dropCleanPages(vfs, inode);
   expect(vfs.cache.count).toBe(0);
   return { vfs, inode, fh };
 }

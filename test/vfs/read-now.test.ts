@@ -8,7 +8,7 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import type { Store } from '../../src/store/store.js';
 import type { Vfs } from '../../src/vfs/vfs.js';
-import { newStore, vfsOf, ROOT_CALLER as me } from '../helpers/store.js';
+import { newStore, vfsOf, ROOT_CALLER as me, dropCleanPages } from '../helpers/store.js';
 import * as io from '../../src/vfs/io.js';
 import { ROOT_INO } from '../../src/store/schema.js';
 import { OpCtx } from '../../src/cache/lockcheck.js';
@@ -32,7 +32,7 @@ async function coldFile(): Promise<{ vfs: Vfs; inode: Inode; fh: number }> {
   for (let b = 0; b < 256; b++) data.fill(b, b * BS, (b + 1) * BS);
   await io.write(vfs, me, fh, inode.ino, data, 0, 'kernel');
   vfs.writeback(inode);
-  for (const p of [...inode.mapping!.pages.values()]) vfs.cache.remove(p);
+  dropCleanPages(vfs, inode);
   return { vfs, inode, fh };
 }
 

@@ -10,7 +10,7 @@
 import { describe, it, expect } from 'vitest';
 import type { Store } from '../../src/store/store.js';
 import type { Vfs } from '../../src/vfs/vfs.js';
-import { newStore, vfsOf, offsetChunk as chunk, ROOT_CALLER as me } from '../helpers/store.js';
+import { newStore, vfsOf, offsetChunk as chunk, ROOT_CALLER as me, dropCleanPages } from '../helpers/store.js';
 import * as io from '../../src/vfs/io.js';
 import { fallocate } from '../../src/vfs/alloc.js';
 import { ROOT_INO } from '../../src/store/schema.js';
@@ -62,7 +62,7 @@ describe('write-behind', () => {
       expect(most).toBeLessThan(limit + pagesPerWrite);
       expect(vfs.cache.stats.writebacks).toBeGreaterThanOrEqual(2);
       // What was written back is in the store: drop every clean page and read it all back.
-      for (const p of [...inode.mapping!.pages.values()]) if (!p.dirty) vfs.cache.remove(p);
+      dropCleanPages(vfs, inode);
       await expectReadsBack(vfs, fh, inode.ino, total);
     } finally {
       store.close();
@@ -88,7 +88,7 @@ describe('write-behind', () => {
         most = Math.max(most, vfs.cache.dirtyCount);
       }
       expect(most).toBeLessThan(limit + pagesPerWrite);
-      for (const p of [...inode.mapping!.pages.values()]) if (!p.dirty) vfs.cache.remove(p);
+      dropCleanPages(vfs, inode);
       await expectReadsBack(vfs, fh, inode.ino, 80 * MiB);
     } finally {
       store.close();
@@ -110,7 +110,7 @@ describe('write-behind', () => {
       expect(most).toBeLessThan(limit + pagesPerWrite);
       expect(vfs.cache.stats.droppedBehind).toBeGreaterThan(0);
       vfs.writeback(inode);
-      for (const p of [...inode.mapping!.pages.values()]) if (!p.dirty) vfs.cache.remove(p);
+      dropCleanPages(vfs, inode);
       await expectReadsBack(vfs, fh, inode.ino, total);
     } finally {
       store.close();

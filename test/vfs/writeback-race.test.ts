@@ -6,7 +6,7 @@
  * writeback after every microtask while a write that extends the file is in flight.
  */
 import { describe, it, expect } from 'vitest';
-import { newStore, vfsOf, ROOT_CALLER as me } from '../helpers/store.js';
+import { newStore, vfsOf, ROOT_CALLER as me, dropCleanPages } from '../helpers/store.js';
 import type { Vfs } from '../../src/vfs/vfs.js';
 import * as io from '../../src/vfs/io.js';
 import { ROOT_INO } from '../../src/store/schema.js';
@@ -41,7 +41,7 @@ describe('writeback during a write', () => {
         want = Buffer.concat([want, data]);
         vfs.writeback(inode);
         // Drop every clean page, so the read below comes from the store.
-        for (const p of [...inode.mapping!.pages.values()]) if (!p.dirty) vfs.cache.remove(p);
+        dropCleanPages(vfs, inode);
         expect(inode.rec.size).toBe(want.length);
         const got = await readAll(vfs, fh, inode.ino, want.length);
         expect(got.length).toBe(want.length);

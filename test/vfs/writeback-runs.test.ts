@@ -11,7 +11,7 @@
 import { describe, it, expect } from 'vitest';
 import crypto from 'node:crypto';
 import type { Vfs } from '../../src/vfs/vfs.js';
-import { newStore, vfsOf, ROOT_CALLER as me } from '../helpers/store.js';
+import { newStore, vfsOf, ROOT_CALLER as me, dropCleanPages } from '../helpers/store.js';
 import * as io from '../../src/vfs/io.js';
 import { copyFileRange } from '../../src/vfs/copy.js';
 import { fallocate, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE } from '../../src/vfs/alloc.js';
@@ -24,7 +24,7 @@ const KiB = 1024;
 
 /** The whole file, read from the store: its pages leave the cache first. */
 async function readFromStore(vfs: Vfs, inode: Inode, fh: number): Promise<Buffer> {
-  for (const p of [...inode.mapping!.pages.values()]) vfs.cache.remove(p);
+  dropCleanPages(vfs, inode);
   const r = await io.read(vfs, fh, inode.ino, inode.rec.size, 0);
   const b = Buffer.concat(r.bufs);
   r.done?.();
