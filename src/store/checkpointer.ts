@@ -20,10 +20,10 @@
  * commits can keep the thread from ever getting there first, so the writer keeps
  * SQLite's own checkpoint as a backstop, at BACKSTOP_FRAMES (it then copies only what the
  * thread has not; not a hard bound, since a backstop that collides with the thread's
- * checkpoint waits for the next commit), and a streaming write waits for the running
- * checkpoint before its next write-behind (io.ts): without that, the next 32 MiB
- * transaction began while the thread was still copying the last, the WAL never
- * restarted, and the backstop did half the copying on the event loop again. fsync's
+ * checkpoint waits for the next commit), and a streaming write waits for the due or
+ * running checkpoint before its next write-behind (io.ts, idle() here): without that,
+ * the next 32 MiB transaction began while the thread was still copying the last, the WAL
+ * never restarted, and the backstop did half the copying on the event loop again. fsync's
  * commit skips the backstop (unhurried) while the thread last saw the WAL below it: the
  * caller waits for durability, which the commit gave, not for the copy.
  *
@@ -82,6 +82,9 @@ export class Checkpointer {
   private timer: NodeJS.Timeout | null = null;
   private failing = false;
   private exited: Promise<void>;
+  /** Checkpoints started; the waiters of idle() wait for the end of a numbered one. */
+  private starts = 0;
+  private readonly idlers: { after: number; resolve: () => void }[] = [];
 
   constructor(storePath: string, private readonly db: DB, private readonly log: (msg: string) => void) {
     const worker = new Worker(distFile('store/checkpoint-worker.js'), { workerData: { path: storePath } });
@@ -97,9 +100,42 @@ export class Checkpointer {
     worker.unref();
   }
 
-  /** A checkpoint is running (never once the thread is gone: nothing would end it). */
+  /**
+   * A checkpoint is running, or a commit has asked for one that waits for its interval
+   * (never once the thread is gone: nothing would end it).
+   */
   get busy(): boolean {
-    return this.inFlight && this.worker !== null;
+    return (this.inFlight || this.pending) && this.worker !== null;
+  }
+
+  /**
+   * Resolves once what is committed now has been through a checkpoint: at once when no
+   * checkpoint is running or due; else at the end of the running one, or of the next when
+   * a commit came after the running one began. A due checkpoint starts without waiting
+   * for its interval while anyone waits. Not "until no checkpoint is busy": commits of
+   * other files can keep one busy for as long as they come.
+   */
+  idle(): Promise<void> {
+    if (!this.busy) return Promise.resolve();
+    const after = this.starts + (this.pending ? 1 : 0);
+    const done = new Promise<void>((resolve) => this.idlers.push({ after, resolve }));
+    if (!this.inFlight) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = null;
+      this.start();
+    }
+    return done;
+  }
+
+  /** Resolves the waiters that the checkpoints started so far cover (all, when `all`). */
+  private settle(all: boolean): void {
+    for (let i = this.idlers.length - 1; i >= 0; i--) {
+      const w = this.idlers[i];
+      if (all || w.after <= this.starts) {
+        this.idlers.splice(i, 1);
+        w.resolve();
+      }
+    }
   }
 
   /**
@@ -126,7 +162,7 @@ export class Checkpointer {
 
   private start(): void {
     if (!this.worker || this.inFlight || !this.pending) return;
-    const wait = this.lastStart + this.interval - performance.now();
+    const wait = this.idlers.length > 0 ? 0 : this.lastStart + this.interval - performance.now();
     if (wait > 0) {
       if (!this.timer) {
         this.timer = setTimeout(() => {
@@ -140,6 +176,7 @@ export class Checkpointer {
     this.pending = false;
     this.inFlight = true;
     this.lastStart = performance.now();
+    this.starts++;
     this.worker.postMessage('checkpoint');
   }
 
@@ -169,6 +206,7 @@ export class Checkpointer {
       if (grew < TARGET_FRAMES / 2) this.interval = Math.min(MAX_INTERVAL_MS, this.interval * 2);
       else if (grew > TARGET_FRAMES * 2) this.interval = Math.max(MIN_INTERVAL_MS, this.interval / 2);
     }
+    this.settle(false);
     this.start();
   }
 
@@ -180,6 +218,7 @@ export class Checkpointer {
     this.stats.running = false;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    this.settle(true);
     this.log(`checkpoint thread stopped (${why}); the writer checkpoints by itself`);
     if (this.db.open) this.db.pragma(`wal_autocheckpoint = ${SQLITE_DEFAULT_FRAMES}`);
   }
@@ -193,6 +232,7 @@ export class Checkpointer {
     this.worker = null;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    this.settle(true);
     // A thread that failed may not have exited yet: its connection may still be open.
     if (!w) return this.exited;
     w.postMessage('close');

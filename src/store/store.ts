@@ -64,7 +64,7 @@ export class Store {
   /** Write transactions committed since the store was opened (each is one WAL commit when it changed anything). */
   commits = 0;
   /** The daemon's background checkpoints (checkpointer.ts), told of each commit. */
-  checkpoints: { committed(): void; readonly busy: boolean; unhurried<T>(fn: () => T): T } | null = null;
+  checkpoints: { committed(): void; readonly busy: boolean; idle(): Promise<void>; unhurried<T>(fn: () => T): T } | null = null;
 
   constructor(readonly db: DB, readonly sb: Superblock, readonly path: string, mapCacheGroups?: number) {
     this.inodes = new InodeTable(db);

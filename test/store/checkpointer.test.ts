@@ -25,6 +25,17 @@ function writeBlocks(store: Store, first: number, n: number): void {
   store.txn(() => { for (let p = first; p < first + n; p++) store.blocks.writeData(p, Buffer.alloc(BS, p % 251)); });
 }
 
+/** Whether `p` settles within `ms`. */
+async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((r) => { timer = setTimeout(() => r(false), ms); });
+  try {
+    return await Promise.race([p.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 const autocheckpoint = (store: Store) => store.db.pragma('wal_autocheckpoint', { simple: true }) as number;
 
 /** A new store with a checkpointer (whose thread opens `threadPath`, the store unless told), closed after `fn`. */
@@ -94,6 +105,32 @@ describe('Checkpointer', () => {
     expect(ck.stats.maxWalFrames).toBe(seen);
     expect(ck.stats.behind).toBe(0);
   }), 60_000);
+
+  it('idle() answers at once when no checkpoint is due, and starts a due one without waiting for its interval', () => withCheckpointer(async (store, ck) => {
+    expect(ck.busy).toBe(false);
+    expect(await within(ck.idle(), 1000)).toBe(true);
+    // A checkpoint spaced ten minutes after the last: the commit makes one due, not running.
+    const spaced = ck as unknown as { interval: number; lastStart: number };
+    spaced.interval = 600_000;
+    spaced.lastStart = performance.now();
+    writeBlocks(store, 1, 900);
+    expect(ck.busy).toBe(true);
+    expect(ck.stats.checkpoints).toBe(0);
+    expect(await within(ck.idle(), 10_000)).toBe(true);
+    expect(ck.stats.checkpoints).toBe(1);
+    expect(ck.stats.maxWalFrames).toBeGreaterThanOrEqual(300);
+    expect(ck.stats.behind).toBe(0);
+    expect(ck.busy).toBe(false);
+  }), 30_000);
+
+  it('idle() waits for the checkpoint after the running one when a commit came after it began', () => withCheckpointer(async (store, ck) => {
+    writeBlocks(store, 1, 900);
+    expect(ck.stats.checkpoints).toBe(0); // the first commit started one; its reply comes as a message
+    writeBlocks(store, 901, 900); // committed while it runs: frames it may not copy
+    await ck.idle();
+    expect(ck.stats.checkpoints).toBe(2);
+    expect(ck.stats.behind).toBe(0);
+  }), 30_000);
 
   it('once closed, leaves the writer\'s close to fold the whole WAL into the store\'s file', async () => {
     const { file, store } = newStore('ckpt', BS);

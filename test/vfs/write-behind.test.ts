@@ -69,24 +69,51 @@ describe('write-behind', () => {
     }
   }, 60_000);
 
-  it('waits for a running background checkpoint, up to twice its size, and goes at its size again once it ends', async () => {
+  it('goes on past its size while a checkpoint is due or running, then waits for it, and goes at its size once none is', async () => {
     const { store, vfs } = setup(64 * MiB);
-    // The checkpointer as the store sees it (src/store/checkpointer.ts), busy on demand.
-    const ck = { busy: true, committed: () => undefined, unhurried: <T>(fn: () => T) => fn() };
+    // The checkpointer as the store sees it (src/store/checkpointer.ts), busy on demand;
+    // idle() answers when the test says the checkpoint has ended.
+    const ends: (() => void)[] = [];
+    const ck = {
+      busy: true,
+      committed: () => undefined,
+      unhurried: <T>(fn: () => T) => fn(),
+      idle: () => new Promise<void>((resolve) => ends.push(resolve)),
+    };
     store.checkpoints = ck;
     try {
       const limit = vfs.writeBehindPages;
       const pagesPerWrite = MiB / vfs.cache.pageSize;
-      let most = 0;
-      const { inode, fh } = await stream(vfs, 40 * MiB, () => { most = Math.max(most, vfs.cache.dirtyCount); });
-      // Held back while the checkpoint runs: past its size (at once without the wait), never past twice that.
-      expect(most).toBe(2 * limit - pagesPerWrite);
+      const { inode, fh } = io.create(vfs, me, ROOT_INO, Buffer.from('f'), 0o644, 2);
+      const settled = (p: Promise<unknown>) => Promise.race([p.then(() => true), new Promise((r) => setTimeout(() => r(false), 20))]);
+      // Each write returns at once until the stream holds 1.25 times the size; the write
+      // that takes it there waits for the checkpoint, and nothing was written back.
+      let off = 0;
+      let waiting: Promise<number> | null = null;
+      for (; off < 48 * MiB; off += MiB) {
+        const w = io.write(vfs, me, fh, inode.ino, chunk(off), off, 'kernel');
+        if (!(await settled(w))) {
+          waiting = w;
+          break;
+        }
+      }
+      expect(waiting).not.toBeNull();
+      expect(ends.length).toBe(1);
+      expect(vfs.cache.dirtyCount).toBe(Math.ceil(1.25 * limit / pagesPerWrite) * pagesPerWrite);
+      expect(vfs.cache.stats.writebacks).toBe(0);
+      // The checkpoint ends: the waiting write writes the stream back and returns.
+      ends.shift()!();
+      expect(await waiting).toBe(MiB);
+      expect(vfs.cache.dirtyCount).toBe(0);
+      expect(vfs.cache.stats.writebacks).toBe(1);
+      // No checkpoint due: the write-behind goes at its size again, without waiting.
       ck.busy = false;
-      most = 0;
-      for (let off = 40 * MiB; off < 80 * MiB; off += MiB) {
+      let most = 0;
+      for (off += MiB; off < 80 * MiB; off += MiB) {
         await io.write(vfs, me, fh, inode.ino, chunk(off), off, 'kernel');
         most = Math.max(most, vfs.cache.dirtyCount);
       }
+      expect(ends.length).toBe(0);
       expect(most).toBeLessThan(limit + pagesPerWrite);
       dropCleanPages(vfs, inode);
       await expectReadsBack(vfs, fh, inode.ino, 80 * MiB);
