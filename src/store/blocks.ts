@@ -83,6 +83,9 @@ export class BlockTable {
   private readonly lastMappedStmt;
   private readonly nextMappedStmt;
   private readonly popFreeStmt;
+  private readonly popFreeRunStmt;
+  private readonly listRefsStmt;
+  private readonly listMapStmt;
   private readonly pushFreeStmt;
   private readonly insertRefStmt;
   private readonly refcountStmt;
@@ -135,6 +138,12 @@ export class BlockTable {
       WHERE b.ino = ? AND b.fblock >= ? ORDER BY b.fblock LIMIT 1`);
     this.popFreeStmt = db.prepare('DELETE FROM free_blocks WHERE pblock = (SELECT min(pblock) FROM free_blocks) RETURNING pblock').pluck();
     this.pushFreeStmt = db.prepare('INSERT INTO free_blocks (pblock) VALUES (?)');
+    // The lowest `n` freed blocks at once, and their refs and map rows from one JSON array
+    // each (writeNewRun): a 1 GiB file written where another was deleted took four
+    // statements a block for its blocks, against one past the high-water mark.
+    this.popFreeRunStmt = db.prepare('DELETE FROM free_blocks WHERE pblock IN (SELECT pblock FROM free_blocks ORDER BY pblock LIMIT ?) RETURNING pblock').pluck();
+    this.listRefsStmt = db.prepare('INSERT INTO refs (pblock, refcount) SELECT value, 1 FROM json_each(?)');
+    this.listMapStmt = db.prepare('INSERT INTO bmap (ino, fblock, pblock, flags) SELECT ?, ? + key, value, ? FROM json_each(?)');
     this.insertRefStmt = db.prepare('INSERT INTO refs (pblock, refcount) VALUES (?, 1)');
     this.refcountStmt = db.prepare('SELECT refcount FROM refs WHERE pblock = ?').pluck();
     this.decrefStmt = db.prepare('UPDATE refs SET refcount = refcount - 1 WHERE pblock = ? AND refcount > 1');
@@ -370,9 +379,10 @@ export class BlockTable {
   /**
    * Maps every block of [first, last] of `ino`, all unmapped, as UNWRITTEN to a new block
    * (preallocation), or throws ENOSPC having changed nothing. Blocks come as allocate()
-   * hands them out, freed ones first and lowest first; the rest, once the free list is
-   * empty, are the next ones past the high-water mark, and take two statements for the
-   * whole run instead of three per block: an 8 GiB preallocation (2M blocks) took
+   * hands them out, freed ones first and lowest first (three statements for all of them,
+   * mapFreed); the rest, once the free list is empty, are the next ones past the
+   * high-water mark, and take two statements for the whole run instead of three per
+   * block: an 8 GiB preallocation (2M blocks) took
    * 4.7-5.3 s block by block and 1.9-2.2 s as two statements, timed outside the daemon
    * on a store in /dev/shm. Requires a write transaction: if the second statement throws,
    * the first one's rows are undone only by its rollback.
@@ -381,10 +391,28 @@ export class BlockTable {
     const n = last - first + 1;
     if (n <= 0) return;
     if (n > this.free) throw fsErr('ENOSPC');
-    let fb = first;
-    for (; fb <= last && this.freeListed > 0; fb++) this.setMap(ino, fb, this.allocate(false), BMAP_UNWRITTEN);
-    if (fb > last) return;
-    this.mapFresh(ino, fb, last, BMAP_UNWRITTEN);
+    const k = Math.min(n, this.freeListed);
+    if (k > 0) this.mapFreed(ino, first, k, BMAP_UNWRITTEN);
+    if (k < n) this.mapFresh(ino, first + k, last, BMAP_UNWRITTEN);
+  }
+
+  /**
+   * Maps the `k` blocks from `first` of `ino`, all unmapped, to the k lowest freed blocks
+   * with `flags`, and returns those blocks, ascending: the free list's rows go in one
+   * statement and the refs and map rows come from one JSON array each. The caller has
+   * checked the space and that the free list holds k.
+   */
+  private mapFreed(ino: number, first: number, k: number, flags: number): number[] {
+    const pblocks = (this.popFreeRunStmt.all(k) as number[]).sort((a, b) => a - b);
+    if (pblocks.length !== k) throw new Error(`free list holds ${pblocks.length} blocks, counted ${this.freeListed}`);
+    const list = JSON.stringify(pblocks);
+    this.listRefsStmt.run(list);
+    this.listMapStmt.run(ino, first, flags, list);
+    this.freeListed -= k;
+    this.used += k;
+    this.mapCache.dropRange(ino, first, first + k - 1);
+    this.countDelta(ino, k);
+    return pblocks;
   }
 
   /**
@@ -406,8 +434,11 @@ export class BlockTable {
   /**
    * Writes whole blocks of file data to the unmapped file blocks `first` onwards of `ino`,
    * each to a new block, as writeBlock would one by one (`reserved[i]`: block i holds a
-   * reservation); freed blocks still go first. Past the free list the run's refs and map
-   * rows are one statement each instead of two per block. The store's part of a 1 GiB
+   * reservation): freed blocks first, lowest first, then past the high-water mark. Either
+   * part's refs and map rows are one statement each instead of two per block, and the
+   * freed ones leave the free list in one statement instead of one each (1 GiB written
+   * through the mount where a 1 GiB file was just deleted, 4 alternating pairs: 276-290
+   * -> 336-381 MiB/s, daemon CPU 3.7 -> 3.0 s). The store's part of a 1 GiB
    * sequential write, timed outside the daemon (store in /dev/shm): 6.9-7.6 -> 6.1-6.2 us
    * a block; through the mount, rotating runs: 277 -> 299 MiB/s (medians of 3 and 4
    * runs), daemon CPU 4.03 -> 3.73 s. Throws ENOSPC, with the transaction to roll back,
@@ -415,17 +446,24 @@ export class BlockTable {
    */
   writeNewRun(ino: number, first: number, datas: Buffer[], reserved: boolean[]): void {
     const n = datas.length;
-    let i = 0;
-    for (; i < n && (this.freeListed > 0 || n - i === 1); i++) this.writeBlock(ino, first + i, datas[i], reserved[i], undefined);
-    if (i === n) return;
-    let withReservation = 0;
-    for (let j = i; j < n; j++) if (reserved[j]) withReservation++;
+    if (n === 1) return this.writeBlock(ino, first, datas[0], reserved[0], undefined);
     // As allocate(): a reserved block takes its reservation, any other needs free space.
-    if (n - i - withReservation > this.free) throw fsErr('ENOSPC');
+    let withReservation = 0;
+    for (let j = 0; j < n; j++) if (reserved[j]) withReservation++;
+    if (n - withReservation > this.free) throw fsErr('ENOSPC');
     this.reserved -= withReservation;
-    const base = this.mapFresh(ino, first + i, first + n - 1, 0);
-    for (let j = i; j < n; j++) {
-      this.writeData(base + (j - i), datas[j]);
+    const k = Math.min(n, this.freeListed);
+    if (k > 0) {
+      const pblocks = this.mapFreed(ino, first, k, 0);
+      for (let j = 0; j < k; j++) {
+        this.writeData(pblocks[j], datas[j]);
+        this.knowOwned(ino, first + j);
+      }
+    }
+    if (k === n) return;
+    const base = this.mapFresh(ino, first + k, first + n - 1, 0);
+    for (let j = k; j < n; j++) {
+      this.writeData(base + (j - k), datas[j]);
       this.knowOwned(ino, first + j);
     }
   }
