@@ -139,7 +139,7 @@ export class BlockTable {
     this.popFreeStmt = db.prepare('DELETE FROM free_blocks WHERE pblock = (SELECT min(pblock) FROM free_blocks) RETURNING pblock').pluck();
     this.pushFreeStmt = db.prepare('INSERT INTO free_blocks (pblock) VALUES (?)');
     // The lowest `n` freed blocks at once, and their refs and map rows from one JSON array
-    // each (writeNewRun): a 1 GiB file written where another was deleted took four
+    // each (mapFreed): a 1 GiB file written where another was deleted took four
     // statements a block for its blocks, against one past the high-water mark.
     this.popFreeRunStmt = db.prepare('DELETE FROM free_blocks WHERE pblock IN (SELECT pblock FROM free_blocks ORDER BY pblock LIMIT ?) RETURNING pblock').pluck();
     this.listRefsStmt = db.prepare('INSERT INTO refs (pblock, refcount) SELECT value, 1 FROM json_each(?)');
