@@ -74,25 +74,29 @@ describe('write-behind', () => {
     // The checkpointer as the store sees it (src/store/checkpointer.ts), busy on demand;
     // idle() answers when the test says the checkpoint has ended.
     const ends: (() => void)[] = [];
+    let asked!: () => void;
+    const idleAsked = new Promise<void>((resolve) => { asked = resolve; });
     const ck = {
       busy: true,
       committed: () => undefined,
       unhurried: <T>(fn: () => T) => fn(),
-      idle: () => new Promise<void>((resolve) => ends.push(resolve)),
+      idle: () => {
+        asked();
+        return new Promise<void>((resolve) => ends.push(resolve));
+      },
     };
     store.checkpoints = ck;
     try {
       const limit = vfs.writeBehindPages;
       const pagesPerWrite = MiB / vfs.cache.pageSize;
       const { inode, fh } = io.create(vfs, me, ROOT_INO, Buffer.from('f'), 0o644, 2);
-      const settled = (p: Promise<unknown>) => Promise.race([p.then(() => true), new Promise((r) => setTimeout(() => r(false), 20))]);
-      // Each write returns at once until the stream holds 1.25 times the size; the write
-      // that takes it there waits for the checkpoint, and nothing was written back.
+      // Each write returns until the stream holds 1.25 times the size; the write that
+      // takes it there asks for the checkpoint's end and waits, with nothing written back.
       let off = 0;
       let waiting: Promise<number> | null = null;
       for (; off < 48 * MiB; off += MiB) {
         const w = io.write(vfs, me, fh, inode.ino, chunk(off), off, 'kernel');
-        if (!(await settled(w))) {
+        if (await Promise.race([w.then(() => false), idleAsked.then(() => true)])) {
           waiting = w;
           break;
         }
