@@ -65,6 +65,12 @@ export interface CacheStats {
 export class Mapping {
   readonly pages = new Map<number, Page>();
   readonly dirtyPages = new Set<Page>();
+  /**
+   * When the mapping last went from clean to dirty (performance.now(), ms): the periodic
+   * writeback takes only mappings dirty for longer than the mount's dirty expiry, as the
+   * kernel's flusher takes only inodes dirtied more than vm.dirty_expire_centisecs ago.
+   */
+  dirtiedAt = 0;
   /** Serializes writes, truncate, fallocate and copy destinations (the kernel's i_rwsem, in the daemon). */
   readonly iRwsem: RwLock;
   /** Serializes cache fills (shared) against block moves under cached pages (exclusive). */
@@ -143,6 +149,7 @@ export class PageCache {
 
   markDirty(page: Page, mask: number): void {
     if (page.dirty === 0 && mask !== 0) {
+      if (page.mapping.dirtyPages.size === 0) page.mapping.dirtiedAt = performance.now();
       page.mapping.dirtyPages.add(page);
       this.dirtyCount++;
     }

@@ -75,6 +75,9 @@ program.command('mount')
   .option('--poll-us <us>', 'after a request that came within this many microseconds of the daemon finishing the one before, poll for the next ' +
     'that long before sleeping (a process waiting on one request at a time sends it in a few microseconds, and a sleep ' +
     'and wake-up costs more on a virtual machine); 0 never polls; at most 10000', '50')
+  .option('--dirty-expire <seconds>', 'written data the daemon holds in its cache goes to the store, unasked, once it has been dirty this long ' +
+    '(checked every 5 seconds; fsync, close, a full cache and unmount write it earlier), as the kernel\'s vm.dirty_expire_centisecs does for ' +
+    'disk filesystems; a crash of the daemon loses at most that much unsynced data; 0 writes everything back every 5 seconds; at most 3600', '30')
   .option('--log <file>', 'where the background daemon logs (default: STORE.log)')
   .option('--debug-locks', 'check every lock acquisition against the lock order and fail loudly on a violation')
   .addOption(new Option('--unsafe-no-invalidate-lock', 'DEBUGGING AID, UNSAFE: fills of the page cache skip the invalidate_lock, ' +
@@ -85,8 +88,9 @@ program.command('mount')
   .addOption(new Option('--ready-fd <fd>').hideHelp())
   .addHelpText('after', `
 The store may be mounted by one daemon at a time; a second mount is refused. The mount is
-served by a daemon process that writes dirty data back on fsync, on close, every 5 seconds
-and at unmount; pagefs umount waits until it has.
+served by a daemon process that writes dirty data back on fsync, on close, when its cache
+is full, once the data has been dirty for --dirty-expire seconds (30, looked at every 5
+seconds), and at unmount; pagefs umount waits until it has.
 
 Examples:
   pagefs mount store.db /mnt/p

@@ -25,6 +25,7 @@ export interface MountOpts {
   readyFd?: string;
   readThreads: string;
   pollUs: string;
+  dirtyExpire: string;
 }
 
 /** pagefs's own -o options; everything else goes to libfuse's mount. */
@@ -97,6 +98,7 @@ export async function mountCommand(storeArg: string, mpArg: string, opts: MountO
   const delays = parseDelays(opts.injectDelay);
   const readThreads = parseCount(opts.readThreads, '--read-threads');
   const pollUs = parseCount(opts.pollUs, '--poll-us', 10_000);
+  const dirtyExpireS = parseCount(opts.dirtyExpire, '--dirty-expire', 3600);
   const readyFd = opts.readyFd === undefined ? null : Number(opts.readyFd);
   if (readyFd === null) {
     checkStore(store);
@@ -115,7 +117,7 @@ export async function mountCommand(storeArg: string, mpArg: string, opts: MountO
   try {
     const code = await runDaemon({
       store, mountpoint, fuseOpts: parsed.fuseOpts, cacheBytes: parsed.cacheBytes, debugLocks: parsed.debugLocks,
-      unsafeNoInvalidateLock: !!opts.unsafeNoInvalidateLock, delays, writebackIntervalMs: 5000, log,
+      unsafeNoInvalidateLock: !!opts.unsafeNoInvalidateLock, delays, writebackIntervalMs: 5000, dirtyExpireMs: dirtyExpireS * 1000, log,
       readThreads, pollUs,
       onReady: () => say('ready'),
     });
@@ -149,7 +151,7 @@ async function background(store: string, mountpoint: string, opts: MountOpts): P
   } catch {
     // An unwritable log place must not stop the mount.
   }
-  const args = [...DAEMON_NODE_FLAGS, PAGEFS_BIN, 'mount', store, mountpoint, '--foreground', '--ready-fd', '3', '--cache-size', opts.cacheSize, '--read-threads', opts.readThreads, '--poll-us', opts.pollUs];
+  const args = [...DAEMON_NODE_FLAGS, PAGEFS_BIN, 'mount', store, mountpoint, '--foreground', '--ready-fd', '3', '--cache-size', opts.cacheSize, '--read-threads', opts.readThreads, '--poll-us', opts.pollUs, '--dirty-expire', opts.dirtyExpire];
   for (const o of opts.options) args.push('-o', o);
   if (opts.debugLocks) args.push('--debug-locks');
   if (opts.unsafeNoInvalidateLock) args.push('--unsafe-no-invalidate-lock');

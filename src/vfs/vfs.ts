@@ -248,6 +248,21 @@ export class Vfs {
     for (const inode of this.icache.values()) this.writeback(inode);
   }
 
+  /**
+   * The periodic writeback: every inode as writebackAll, except those whose mapping
+   * became dirty less than `expireMs` ago (Mapping.dirtiedAt), which wait for a later
+   * round, their fsync, close or the cache cap. Pages written again and again (random
+   * overwrites) then go to the store once instead of once per round. 0 takes them all.
+   */
+  writebackExpired(expireMs: number): void {
+    const cutoff = performance.now() - expireMs;
+    for (const inode of this.icache.values()) {
+      const m = inode.mapping;
+      if (expireMs > 0 && m && m.dirtyPages.size > 0 && m.dirtiedAt > cutoff) continue;
+      this.writeback(inode);
+    }
+  }
+
   /** Called when a lookup count or an open count drops: frees what nobody uses. */
   release(inode: Inode): void {
     if (inode.nlookup > 0 || inode.opens > 0 || inode.ino === ROOT_INO) return;

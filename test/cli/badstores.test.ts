@@ -261,7 +261,7 @@ describe('a mountpoint that is not an empty directory', () => {
 
 describe('mount options out of range', () => {
   const theStore = storeForRefusals('opt-cases');
-  for (const [opt, value] of [['--poll-us', '10001'], ['--poll-us', '-5'], ['--poll-us', '1e3'], ['--read-threads', '65'], ['--read-threads', 'two']]) {
+  for (const [opt, value] of [['--poll-us', '10001'], ['--poll-us', '-5'], ['--poll-us', '1e3'], ['--read-threads', '65'], ['--read-threads', 'two'], ['--dirty-expire', '3601'], ['--dirty-expire', '-1'], ['--dirty-expire', '2.5']]) {
     for (const fg of [false, true]) {
       it(`${opt} ${value}${fg ? ' --foreground' : ''}: refused, names the option and the value, mounts nothing`, async () => {
         const mp = newMountpoint(`mp-opt-${opt.slice(2)}-${value}-${fg}`);
@@ -345,7 +345,7 @@ describe('help and usage', () => {
   const OPTIONS: Record<string, string[]> = {
     '': ['--version', '--help', 'mkfs', 'mount', 'umount', 'fsck', 'stat'],
     mkfs: ['-b, --block-size', '-c, --capacity', '--help'],
-    mount: ['-f, --foreground', '-o, --options', '--cache-size', '--read-threads', '--poll-us', '--log', '--debug-locks', '--unsafe-no-invalidate-lock', '--inject-delay', '--help'],
+    mount: ['-f, --foreground', '-o, --options', '--cache-size', '--read-threads', '--poll-us', '--dirty-expire', '--log', '--debug-locks', '--unsafe-no-invalidate-lock', '--inject-delay', '--help'],
     umount: ['-l, --lazy', '--help'],
     fsck: ['--help'],
     stat: ['--json', '--help'],
