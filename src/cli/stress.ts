@@ -13,6 +13,7 @@ import { mounts, isPagefsMount } from './mounts.js';
 import { parseSize } from '../util/size.js';
 import { PAGEFS_BIN } from '../util/paths.js';
 import { UserError } from '../util/errors.js';
+import { Store } from '../store/store.js';
 
 export interface StressOpts {
   race?: boolean;
@@ -167,6 +168,9 @@ function pagefsRemounter(dir: string, storeArg: string): (at: { op: number; inde
  */
 async function crashCommand(dir: string, o: StressOpts): Promise<void> {
   if (o.store === undefined) throw new UserError('pagefs stress: --crash needs --store STORE (an unmounted pagefs store; DIR is where it is mounted)');
+  // Checked here, with the words a mount would use, rather than as a failed `pagefs stat`
+  // in the middle of the first round.
+  Store.open(o.store, { readonly: true, cmd: 'pagefs stress --crash' }).close();
   const rounds = int(o.crash!, '--crash', 1, 100000);
   const seed = o.seed !== undefined ? int(o.seed, '--seed', 0, 2 ** 31 - 1) : Math.floor(Math.random() * 2 ** 31);
   const bar = progress('crash', rounds, 'kill points');

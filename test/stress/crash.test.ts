@@ -138,6 +138,24 @@ function clean(r: CrashResult): void {
 }
 
 describe('crash under load (SIGKILL of the daemon)', () => {
+  it('refuses a --store that is missing or not a store with one line, before any round', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), testDirPrefix() + 'crash-args-'));
+    try {
+      const missing = path.join(dir, 'none.db');
+      const r = await pagefs(['stress', '--crash', '2', '--store', missing, dir]);
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim()).toBe(`pagefs stress --crash: ${missing}: no such store (create one with: pagefs mkfs ${missing})`);
+      const notStore = path.join(dir, 'text.db');
+      fs.writeFileSync(notStore, 'not a database\n'.repeat(100));
+      const n = await pagefs(['stress', '--crash', '2', '--store', notStore, dir]);
+      expect(n.code).toBe(1);
+      expect(n.stderr.trim()).toMatch(new RegExp(`^pagefs stress --crash: ${notStore}: (not a pagefs store|cannot open: .*)$`));
+      expect(n.stderr).not.toMatch(/internal error|at .*\.js:\d+/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('five kill points: fsynced data survives, fsck is clean after each crash and each unmount', async () => {
     const { store, mp } = await freshStore();
     const r = await runCrash({ store, mountpoint: mp, rounds: 5, seed: 5, files: 4, maxFileSize: 1 << 20, mountArgs: ['--debug-locks'] });
