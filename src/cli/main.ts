@@ -77,7 +77,7 @@ program.command('mount')
     'and wake-up costs more on a virtual machine); 0 never polls; at most 10000', '50')
   .option('--dirty-expire <seconds>', 'written data the daemon holds in its cache goes to the store, unasked, once it has been dirty this long ' +
     '(checked every 5 seconds; fsync, close, a full cache and unmount write it earlier), as the kernel\'s vm.dirty_expire_centisecs does for ' +
-    'disk filesystems; a crash of the daemon loses at most that much unsynced data; 0 writes everything back every 5 seconds; at most 3600', '30')
+    'disk filesystems; a crash of the daemon can lose unsynced data up to that old, plus one 5-second round; 0 writes everything back every 5 seconds; at most 3600', '30')
   .option('--log <file>', 'where the background daemon logs (default: STORE.log)')
   .option('--debug-locks', 'check every lock acquisition against the lock order and fail loudly on a violation')
   .addOption(new Option('--unsafe-no-invalidate-lock', 'DEBUGGING AID, UNSAFE: fills of the page cache skip the invalidate_lock, ' +
