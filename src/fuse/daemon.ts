@@ -28,7 +28,7 @@ export interface DaemonOptions {
   unsafeNoInvalidateLock: boolean;
   delays: { afterLookup: number; beforeInsert: number };
   writebackIntervalMs: number;
-  /** Dirty data younger than this waits for a later periodic writeback (Vfs.writebackExpired); 0: every round takes all. */
+  /** Dirty data younger than this waits for a later periodic writeback (Vfs.writebackAll); 0: every round takes all. */
   dirtyExpireMs: number;
   /** Block-reader threads (0: read on the event loop's thread). */
   readThreads: number;
@@ -264,7 +264,7 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
     };
     timer = setInterval(() => {
       // Apart: a writeback the store refuses must not hold back the reap.
-      periodic('periodic writeback', () => vfs.writebackExpired(opts.dirtyExpireMs));
+      periodic('periodic writeback', () => vfs.writebackAll(opts.dirtyExpireMs));
       periodic('removing unlinked inodes', () => vfs.reapOrphans());
     }, opts.writebackIntervalMs);
     timer.unref();

@@ -477,16 +477,17 @@ export class BlockTable {
     if (n - withReservation > this.free) throw fsErr('ENOSPC');
     this.reserved -= withReservation;
     const { freed, base } = this.mapNew(ino, first, n, 0);
+    const pblockOf = (j: number) => (j < freed.length ? freed[j] : base + j - freed.length);
     const args = this.dataArgs;
     let j = 0;
     for (; j + DATA_ROWS <= n; j += DATA_ROWS) {
       for (let k = 0; k < DATA_ROWS; k++) {
-        args[2 * k] = j + k < freed.length ? freed[j + k] : base + j + k - freed.length;
+        args[2 * k] = pblockOf(j + k);
         args[2 * k + 1] = datas[j + k];
       }
       this.writeDataRowsStmt.run(args);
     }
-    for (; j < n; j++) this.writeData(j < freed.length ? freed[j] : base + j - freed.length, datas[j]);
+    for (; j < n; j++) this.writeData(pblockOf(j), datas[j]);
     args.fill(0);
     for (j = 0; j < n; j++) this.knowOwned(ino, first + j);
   }

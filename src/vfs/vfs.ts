@@ -244,17 +244,13 @@ export class Vfs {
     }
   }
 
-  writebackAll(): void {
-    for (const inode of this.icache.values()) this.writeback(inode);
-  }
-
   /**
-   * The periodic writeback: every inode as writebackAll, except those whose mapping
+   * Writes back every inode, except (for the periodic writeback) those whose mapping
    * became dirty less than `expireMs` ago (Mapping.dirtiedAt), which wait for a later
-   * round, their fsync, close or the cache cap. Pages written again and again (random
+   * round, their fsync, close or the cache cap: pages written again and again (random
    * overwrites) then go to the store once instead of once per round. 0 takes them all.
    */
-  writebackExpired(expireMs: number): void {
+  writebackAll(expireMs = 0): void {
     const cutoff = performance.now() - expireMs;
     for (const inode of this.icache.values()) {
       const m = inode.mapping;

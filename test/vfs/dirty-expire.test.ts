@@ -1,6 +1,6 @@
 /**
  * The periodic writeback takes only the files dirty for longer than the mount's dirty
- * expiry (Vfs.writebackExpired), as the kernel's flusher takes only inodes dirtied more
+ * expiry (Vfs.writebackAll), as the kernel's flusher takes only inodes dirtied more
  * than vm.dirty_expire_centisecs ago: random overwrites then reach the store once, at
  * their fsync, instead of once per round. Below the mount: the VFS with a real store.
  * (test/mount/dirty-expire.test.ts has the daemon's rounds.)
@@ -32,20 +32,20 @@ describe('periodic writeback with a dirty expiry', () => {
       // a became dirty 40 s ago.
       ma.dirtiedAt -= 40_000;
 
-      vfs.writebackExpired(30_000);
+      vfs.writebackAll(30_000);
       expect(ma.dirtyPages.size).toBe(0);
       expect(store.inodes.get(a.inode.ino)!.size).toBe(2 * BS);
       expect(mb.dirtyPages.size).toBe(3);
       expect(store.inodes.get(b.inode.ino)!.size).toBe(0);
 
-      vfs.writebackExpired(0);
+      vfs.writebackAll(0);
       expect(mb.dirtyPages.size).toBe(0);
       expect(store.inodes.get(b.inode.ino)!.size).toBe(5 * BS);
 
       // Clean, then dirty again: the clock starts anew.
       await io.write(vfs, me, b.fh, b.inode.ino, Buffer.alloc(BS, 4), 0, 'kernel');
       expect(mb.dirtiedAt).toBeGreaterThan(bDirtied);
-      vfs.writebackExpired(30_000);
+      vfs.writebackAll(30_000);
       expect(mb.dirtyPages.size).toBe(1);
     } finally {
       store.close();
