@@ -15,8 +15,14 @@ const db = openWorkerDb(workerData.path as string, { readonly: true, cacheKiB: 4
 const one = db.prepare('SELECT bytes FROM data WHERE pblock = ?').pluck();
 // A sequentially written file has consecutive physical blocks: one range scan walks the
 // b-tree's leaves instead of descending from the root for each block (half the cost per
-// block, measured on a 256 MiB store).
-const range = db.prepare('SELECT pblock, bytes FROM data WHERE pblock >= ? AND pblock <= ?').raw();
+// block, measured on a 256 MiB store). The scan takes the bytes alone, all at once: when
+// every block of the range has a row (the usual case), the i-th row is the i-th block.
+// Rows of [pblock, bytes] from an iterator cost a row array and an iterator result per
+// block: reading a 1 GiB store's blocks 320 at a time (scripts outside the daemon,
+// /dev/shm), 942-1,001 ms as such rows against 732-831 ms as bytes alone.
+const rangeBytes = db.prepare('SELECT bytes FROM data WHERE pblock >= ? AND pblock <= ? ORDER BY pblock').pluck();
+// Only for a range with a block that has no row (allocated by fallocate, never written).
+const rangeRows = db.prepare('SELECT pblock, bytes FROM data WHERE pblock >= ? AND pblock <= ?').raw();
 
 /** The bytes of each block in `pblocks`, in order (undefined for a block with no row). */
 function readAll(pblocks: number[]): (Buffer | undefined)[] {
@@ -27,7 +33,12 @@ function readAll(pblocks: number[]): (Buffer | undefined)[] {
     if (j - i === 1) {
       out[i] = one.get(pblocks[i]) as Buffer | undefined;
     } else {
-      for (const [p, b] of range.iterate(pblocks[i], pblocks[j - 1]) as Iterable<[number, Buffer]>) out[i + p - pblocks[i]] = b;
+      const bytes = rangeBytes.all(pblocks[i], pblocks[j - 1]) as Buffer[];
+      if (bytes.length === j - i) {
+        for (let k = 0; k < bytes.length; k++) out[i + k] = bytes[k];
+      } else {
+        for (const [p, b] of rangeRows.all(pblocks[i], pblocks[j - 1]) as [number, Buffer][]) out[i + p - pblocks[i]] = b;
+      }
     }
     i = j;
   }
