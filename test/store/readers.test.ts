@@ -9,15 +9,21 @@ const BS = 4096;
 describe('ReaderPool', () => {
   it('reads runs, single blocks, repeats and blocks with no row as the caller\'s connection does', async () => {
     const { file, store } = newStore('readers', BS);
-    // Every block's bytes name it; blocks 20..29 and 50 have no row.
+    // Every block's bytes name it (and hold NUL bytes); blocks 20..29 and 50 have no
+    // row, and block 70's row is short (only a damaged store has one).
     const block = (p: number) => { const b = Buffer.alloc(BS); for (let i = 0; i < BS; i += 4) b.writeUInt32LE(p * 100_000 + i, i); return b; };
-    store.txn(() => { for (let p = 1; p <= 100; p++) if ((p < 20 || p > 29) && p !== 50) store.blocks.writeData(p, block(p)); });
+    store.txn(() => {
+      for (let p = 1; p <= 100; p++) if ((p < 20 || p > 29) && p !== 50) store.blocks.writeData(p, p === 70 ? block(p).subarray(0, 100) : block(p));
+    });
     const pool = new ReaderPool(file, 2, store.blocks, BS);
     try {
       const asks = [
         Array.from({ length: 64 }, (_, i) => i + 1), // one run through a gap
         [90, 3, 45, 46, 47, 50, 7, 7, 99, 98, 21, 1, 2, 100], // singles, short runs, a repeat, no rows
         Array.from({ length: 30 }, (_, i) => 100 - i * 3),
+        Array.from({ length: 19 }, (_, i) => 80 - i), // descending singles
+        Array.from({ length: 12 }, (_, i) => 65 + i), // a run through the short row
+        Array.from({ length: 19 }, (_, i) => 1 + i), // a run of whole rows
       ];
       const got = await Promise.all(asks.map((a) => pool.read(a)));
       expect(pool.stats.reads).toBe(asks.length); // all went to the threads
