@@ -28,6 +28,7 @@ const COLS = `ino, generation, mode, nlink, uid, gid, rdev, size, flags,
 export class InodeTable {
   private readonly getStmt;
   private readonly insertStmt;
+  private readonly insertNumberedStmt;
   private readonly updateStmt;
   private readonly deleteStmt;
   private readonly orphansStmt;
@@ -38,6 +39,10 @@ export class InodeTable {
     this.insertStmt = db.prepare(`INSERT INTO inodes (generation, mode, nlink, uid, gid, rdev, size, flags,
         atime_s, atime_ns, mtime_s, mtime_ns, ctime_s, ctime_ns, btime_s, btime_ns, target)
       VALUES (@generation, @mode, @nlink, @uid, @gid, @rdev, @size, @flags,
+        @atimeS, @atimeNs, @mtimeS, @mtimeNs, @ctimeS, @ctimeNs, @btimeS, @btimeNs, @target)`);
+    this.insertNumberedStmt = db.prepare(`INSERT INTO inodes (ino, generation, mode, nlink, uid, gid, rdev, size, flags,
+        atime_s, atime_ns, mtime_s, mtime_ns, ctime_s, ctime_ns, btime_s, btime_ns, target)
+      VALUES (@ino, @generation, @mode, @nlink, @uid, @gid, @rdev, @size, @flags,
         @atimeS, @atimeNs, @mtimeS, @mtimeNs, @ctimeS, @ctimeNs, @btimeS, @btimeNs, @target)`);
     this.updateStmt = db.prepare(`UPDATE inodes SET mode = @mode, nlink = @nlink, uid = @uid, gid = @gid,
         rdev = @rdev, size = @size, flags = @flags, atime_s = @atimeS, atime_ns = @atimeNs,
@@ -52,9 +57,14 @@ export class InodeTable {
     return this.getStmt.get(ino) as InodeRecord | undefined;
   }
 
-  /** Inserts a new inode and returns its number; `rec.ino` is ignored. */
-  insert(rec: Omit<InodeRecord, 'ino'>): number {
-    return Number(this.insertStmt.run(rec).lastInsertRowid);
+  /**
+   * Inserts a new inode and returns its number: `ino` (from Store.newIno), or without it
+   * the next AUTOINCREMENT gives (which writes sqlite_sequence); `rec.ino` is ignored.
+   */
+  insert(rec: Omit<InodeRecord, 'ino'>, ino?: number): number {
+    if (ino === undefined) return Number(this.insertStmt.run(rec).lastInsertRowid);
+    this.insertNumberedStmt.run({ ...rec, ino });
+    return ino;
   }
 
   update(rec: InodeRecord): void {

@@ -10,7 +10,9 @@
  *                next opening of the store will share; each opening that creates one takes
  *                it and adds one), and the owner of the mount
  *                (owner_pid, owner_start, owner_boot: who holds the store mounted).
- *   inodes       ino (rowid, AUTOINCREMENT so a number is never reused; 1 is the root),
+ *   inodes       ino (rowid, AUTOINCREMENT so a number is never reused; 1 is the root;
+ *                the daemon numbers new inodes from ranges it reserves in sqlite_sequence,
+ *                Store.newIno),
  *                generation, mode, nlink, uid, gid, rdev, size, flags (the FS_*_FL bits of
  *                chattr: IMMUTABLE 0x10, APPEND 0x20, NODUMP 0x40, NOATIME 0x80; stores
  *                made before flags were kept hold 0), a/m/c/btime as seconds +

@@ -160,7 +160,7 @@ export class Vfs {
       uid: caller.uid, gid, rdev, size: target ? target.length : 0, flags: 0,
       atimeS: s, atimeNs: ns, mtimeS: s, mtimeNs: ns, ctimeS: s, ctimeNs: ns, btimeS: s, btimeNs: ns, target,
     };
-    const ino = this.store.inodes.insert(rec);
+    const ino = this.store.inodes.insert(rec, this.store.newIno());
     this.store.blocks.countNew(ino);
     return this.adopt({ ino, ...rec });
   }

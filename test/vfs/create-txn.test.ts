@@ -5,7 +5,7 @@
  * Below the mount, with a real store; test/mount has creates through the kernel.
  */
 import { describe, it, expect } from 'vitest';
-import type { Store } from '../../src/store/store.js';
+import { INO_RESERVE, type Store } from '../../src/store/store.js';
 import * as io from '../../src/vfs/io.js';
 import { encodeAttr } from '../../src/fuse/attrs.js';
 import { A } from '../../src/fuse/binding.js';
@@ -19,6 +19,7 @@ function open(file: string) {
 }
 
 const nextGeneration = (store: Store) => store.db.prepare('SELECT next_generation FROM superblock').pluck().get() as number;
+const inoSeq = (store: Store) => store.db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'inodes'").pluck().get() as number;
 
 describe('create', () => {
   it('takes a generation from the superblock once per opening of the store, and each opening a new one', () => {
@@ -43,6 +44,76 @@ describe('create', () => {
       }
     }
     expect(gens[1][0]).toBeGreaterThan(gens[0][0]);
+  });
+
+  it('numbers inodes from a range reserved once per opening (no sqlite_sequence write per create), never reusing a number', () => {
+    const file = newStoreFile('create');
+    const used = new Set<number>();
+    const make = (vfs: ReturnType<typeof open>['vfs'], name: string) => {
+      const { inode } = io.create(vfs, me, ROOT_INO, Buffer.from(name), 0o644, 2);
+      expect(used.has(inode.ino), `inode ${inode.ino} again`).toBe(false);
+      used.add(inode.ino);
+      return inode.ino;
+    };
+    {
+      const { store, vfs } = open(file);
+      try {
+        const seq0 = inoSeq(store);
+        const inos = [make(vfs, 'a0')];
+        expect(inos[0]).toBe(seq0 + 1);
+        expect(inoSeq(store)).toBe(seq0 + INO_RESERVE);
+        for (let i = 1; i < 5; i++) inos.push(make(vfs, `a${i}`));
+        expect(inos).toEqual([1, 2, 3, 4, 5].map((k) => seq0 + k));
+        expect(inoSeq(store)).toBe(seq0 + INO_RESERVE); // not rewritten by each create
+        // Past the range: one more reservation.
+        let last = 0;
+        for (let i = 5; i <= INO_RESERVE; i++) last = make(vfs, `a${i}`);
+        expect(last).toBe(seq0 + INO_RESERVE + 1);
+        expect(inoSeq(store)).toBe(seq0 + 2 * INO_RESERVE);
+      } finally {
+        store.close();
+      }
+    }
+    {
+      // A later opening starts above what the earlier one reserved, though it used little of it.
+      const { store, vfs } = open(file);
+      try {
+        const before = Math.max(...used);
+        const seq = inoSeq(store);
+        expect(seq).toBeGreaterThanOrEqual(before + INO_RESERVE - 1);
+        expect(make(vfs, 'b0')).toBe(seq + 1);
+      } finally {
+        store.close();
+      }
+    }
+    {
+      // The transaction that reserved rolls back: its numbers go unused or are inserted
+      // later, and a later opening still starts above every number inserted.
+      const { store, vfs } = open(file);
+      try {
+        const seqBefore = inoSeq(store);
+        const dentries = store.dentries as unknown as { insert: (...a: unknown[]) => void };
+        const real = dentries.insert;
+        dentries.insert = () => { dentries.insert = real; throw new Error('injected'); };
+        expect(() => io.create(vfs, me, ROOT_INO, Buffer.from('c0'), 0o644, 2)).toThrow('injected');
+        expect(inoSeq(store)).toBe(seqBefore);
+        for (let i = 1; i <= 3; i++) make(vfs, `c${i}`);
+        expect(inoSeq(store)).toBeGreaterThanOrEqual(Math.max(...used.values()));
+      } finally {
+        store.close();
+      }
+    }
+    {
+      const { store, vfs } = open(file);
+      try {
+        const before = Math.max(...used);
+        expect(make(vfs, 'd0')).toBeGreaterThan(before);
+        const rows = store.db.prepare('SELECT count(*) FROM inodes').pluck().get() as number;
+        expect(rows).toBe(used.size + 1); // the root
+      } finally {
+        store.close();
+      }
+    }
   });
 
   it('knows a new file maps no block without asking the store', () => {
