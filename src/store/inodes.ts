@@ -28,7 +28,6 @@ const COLS = `ino, generation, mode, nlink, uid, gid, rdev, size, flags,
 export class InodeTable {
   private readonly getStmt;
   private readonly insertStmt;
-  private readonly insertNumberedStmt;
   private readonly updateStmt;
   private readonly deleteStmt;
   private readonly orphansStmt;
@@ -36,11 +35,8 @@ export class InodeTable {
 
   constructor(db: DB) {
     this.getStmt = db.prepare(`SELECT ${COLS} FROM inodes WHERE ino = ?`);
-    this.insertStmt = db.prepare(`INSERT INTO inodes (generation, mode, nlink, uid, gid, rdev, size, flags,
-        atime_s, atime_ns, mtime_s, mtime_ns, ctime_s, ctime_ns, btime_s, btime_ns, target)
-      VALUES (@generation, @mode, @nlink, @uid, @gid, @rdev, @size, @flags,
-        @atimeS, @atimeNs, @mtimeS, @mtimeNs, @ctimeS, @ctimeNs, @btimeS, @btimeNs, @target)`);
-    this.insertNumberedStmt = db.prepare(`INSERT INTO inodes (ino, generation, mode, nlink, uid, gid, rdev, size, flags,
+    // ino NULL: AUTOINCREMENT numbers the row.
+    this.insertStmt = db.prepare(`INSERT INTO inodes (ino, generation, mode, nlink, uid, gid, rdev, size, flags,
         atime_s, atime_ns, mtime_s, mtime_ns, ctime_s, ctime_ns, btime_s, btime_ns, target)
       VALUES (@ino, @generation, @mode, @nlink, @uid, @gid, @rdev, @size, @flags,
         @atimeS, @atimeNs, @mtimeS, @mtimeNs, @ctimeS, @ctimeNs, @btimeS, @btimeNs, @target)`);
@@ -62,9 +58,7 @@ export class InodeTable {
    * the next AUTOINCREMENT gives (which writes sqlite_sequence); `rec.ino` is ignored.
    */
   insert(rec: Omit<InodeRecord, 'ino'>, ino?: number): number {
-    if (ino === undefined) return Number(this.insertStmt.run(rec).lastInsertRowid);
-    this.insertNumberedStmt.run({ ...rec, ino });
-    return ino;
+    return Number(this.insertStmt.run({ ...rec, ino: ino ?? null }).lastInsertRowid);
   }
 
   update(rec: InodeRecord): void {

@@ -67,7 +67,6 @@ export class Store {
   /** The inode numbers this opening reserved (newIno): the next to hand out, and the last. */
   private inoNext = 1;
   private inoLast = 0;
-  private readonly inoSeqStmt;
   private readonly inoReserveStmt;
   /** Write transactions committed since the store was opened (each is one WAL commit when it changed anything). */
   commits = 0;
@@ -83,8 +82,7 @@ export class Store {
     this.bumpGenStmt = db.prepare('UPDATE superblock SET next_generation = next_generation + 1 WHERE id = 1');
     this.setHwmStmt = db.prepare('UPDATE superblock SET next_pblock = ? WHERE id = 1');
     this.totalChangesStmt = db.prepare('SELECT total_changes()').pluck();
-    this.inoSeqStmt = db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'inodes'").pluck();
-    this.inoReserveStmt = db.prepare("UPDATE sqlite_sequence SET seq = ? WHERE name = 'inodes'");
+    this.inoReserveStmt = db.prepare("UPDATE sqlite_sequence SET seq = seq + ? WHERE name = 'inodes' RETURNING seq").pluck();
     this.watchFd = fs.openSync(path, 'r');
     this.runTxn = db.transaction((fn: () => unknown) => fn()).immediate;
     this.beginReadStmt = db.prepare('BEGIN DEFERRED');
@@ -224,11 +222,10 @@ export class Store {
   newIno(): number | undefined {
     this.assertInTxn('newIno');
     if (this.inoNext > this.inoLast) {
-      const seq = this.inoSeqStmt.get() as number | undefined;
-      if (seq === undefined) return undefined;
-      this.inoReserveStmt.run(seq + INO_RESERVE);
-      this.inoNext = seq + 1;
-      this.inoLast = seq + INO_RESERVE;
+      const last = this.inoReserveStmt.get(INO_RESERVE) as number | undefined;
+      if (last === undefined) return undefined;
+      this.inoNext = last - INO_RESERVE + 1;
+      this.inoLast = last;
     }
     return this.inoNext++;
   }
