@@ -41,6 +41,13 @@ const OWNED_GROUP = 64;
  */
 const DATA_ROWS = 16;
 
+/**
+ * Blocks from which unmapRange drops references with set-based statements: below it the
+ * three statements and two JSON lists cost more than a few blocks one by one (a punch of
+ * one block takes the per-block path).
+ */
+const DECREF_SET_MIN = 16;
+
 export class BlockTable {
   /** Next physical block number never handed out (superblock.next_pblock). */
   hwm: number;
@@ -97,6 +104,13 @@ export class BlockTable {
   private readonly refcountStmt;
   private readonly decrefStmt;
   private readonly deleteRefStmt;
+  private readonly freeListRefsStmt;
+  private readonly decrefListStmt;
+  private readonly pushFreeListStmt;
+  private readonly freeRangeRefsStmt;
+  private readonly decrefRangeStmt;
+  private readonly sharedInRangeStmt;
+  private readonly deleteRefsRangeStmt;
   private readonly readDataStmt;
   private readonly writeDataStmt;
   private readonly writeDataRowsStmt;
@@ -157,6 +171,17 @@ export class BlockTable {
     this.refcountStmt = db.prepare('SELECT refcount FROM refs WHERE pblock = ?').pluck();
     this.decrefStmt = db.prepare('UPDATE refs SET refcount = refcount - 1 WHERE pblock = ? AND refcount > 1');
     this.deleteRefStmt = db.prepare('DELETE FROM refs WHERE pblock = ?');
+    // decrefAll: the blocks of a list of distinct ones (or of a range all of whose blocks
+    // are being dropped) whose last reference goes, then one reference fewer for the rest,
+    // then the freed ones onto the free list. In that order: decrementing first would take
+    // a block from 2 to 1, and the DELETE would free it.
+    this.freeListRefsStmt = db.prepare('DELETE FROM refs WHERE pblock IN (SELECT value FROM json_each(?)) AND refcount = 1 RETURNING pblock').pluck();
+    this.decrefListStmt = db.prepare('UPDATE refs SET refcount = refcount - 1 WHERE pblock IN (SELECT value FROM json_each(?))');
+    this.freeRangeRefsStmt = db.prepare('DELETE FROM refs WHERE pblock >= ? AND pblock <= ? AND refcount = 1 RETURNING pblock').pluck();
+    this.sharedInRangeStmt = db.prepare('SELECT count(*) FROM refs WHERE pblock >= ? AND pblock <= ? AND refcount > 1').pluck();
+    this.deleteRefsRangeStmt = db.prepare('DELETE FROM refs WHERE pblock >= ? AND pblock <= ?');
+    this.decrefRangeStmt = db.prepare('UPDATE refs SET refcount = refcount - 1 WHERE pblock >= ? AND pblock <= ?');
+    this.pushFreeListStmt = db.prepare('INSERT INTO free_blocks (pblock) SELECT value FROM json_each(?)');
     this.readDataStmt = db.prepare('SELECT bytes FROM data WHERE pblock = ?').pluck();
     this.writeDataStmt = db.prepare('INSERT OR REPLACE INTO data (pblock, bytes) VALUES (?, ?)');
     this.writeDataRowsStmt = db.prepare(`INSERT OR REPLACE INTO data (pblock, bytes) VALUES ${Array(DATA_ROWS).fill('(?, ?)').join(', ')}`);
@@ -375,6 +400,59 @@ export class BlockTable {
     }
   }
 
+  /**
+   * decref of every block of `pblocks` with set-based statements, not two or three per
+   * block: removing a 1 GiB file (262,144 blocks) took 2.1 us a block one by one. A run
+   * of consecutive physical blocks (what a sequential write allocates) is a range of the
+   * refs table and takes range statements; the blocks outside such runs go as one JSON
+   * list. A block named twice (a file sharing blocks with itself) would lose only one
+   * reference in a set, so such a list goes block by block.
+   */
+  private decrefAll(pblocks: number[]): void {
+    if (pblocks.length < DECREF_SET_MIN) {
+      for (const p of pblocks) this.decref(p);
+      return;
+    }
+    const sorted = Float64Array.from(pblocks).sort();
+    for (let i = 1; i < sorted.length; i++) {
+      if (sorted[i] === sorted[i - 1]) {
+        for (const p of pblocks) this.decref(p);
+        return;
+      }
+    }
+    const scattered: number[] = [];
+    const freed: number[] = [];
+    for (let i = 0; i < sorted.length;) {
+      let j = i + 1;
+      while (j < sorted.length && sorted[j] === sorted[j - 1] + 1) j++;
+      const lo = sorted[i], hi = sorted[j - 1];
+      if (j - i >= DECREF_SET_MIN) {
+        // RETURNING buffers its rows (a 262,144-block range: 4 times the plain DELETE),
+        // so a range none of whose blocks is shared is deleted without it.
+        if (this.sharedInRangeStmt.get(lo, hi) === 0) {
+          this.deleteRefsRangeStmt.run(lo, hi);
+          for (let k = i; k < j; k++) freed.push(sorted[k]);
+        } else {
+          const last = this.freeRangeRefsStmt.all(lo, hi) as number[];
+          this.decrefRangeStmt.run(lo, hi);
+          for (const p of last) freed.push(p);
+        }
+      } else {
+        for (let k = i; k < j; k++) scattered.push(sorted[k]);
+      }
+      i = j;
+    }
+    if (scattered.length > 0) {
+      const list = JSON.stringify(scattered);
+      const last = this.freeListRefsStmt.all(list) as number[];
+      if (last.length < scattered.length) this.decrefListStmt.run(list);
+      for (const p of last) freed.push(p);
+    }
+    if (freed.length > 0) this.pushFreeListStmt.run(JSON.stringify(freed));
+    this.freeListed += freed.length;
+    this.used -= freed.length;
+  }
+
   writeData(pblock: number, bytes: Buffer): void {
     this.writeDataStmt.run(pblock, bytes);
   }
@@ -505,7 +583,7 @@ export class BlockTable {
     this.deleteMapRangeStmt.run(ino, first, last);
     this.mapCache.clearRange(ino, first, last);
     this.countDelta(ino, -pblocks.length);
-    for (const p of pblocks) this.decref(p);
+    this.decrefAll(pblocks);
     return pblocks.length;
   }
 
