@@ -42,9 +42,10 @@ const OWNED_GROUP = 64;
 const DATA_ROWS = 16;
 
 /**
- * Blocks from which unmapRange drops references with set-based statements: below it the
- * three statements and two JSON lists cost more than a few blocks one by one (a punch of
- * one block takes the per-block path).
+ * Blocks from which unmapRange drops references with set-based statements. Unmap
+ * transactions of n blocks of a file written in order, store on /dev/shm, per block
+ * against set-based: n = 2 46.8-50.5 against 49.4-61.7 us, n = 8 59.0-59.8 against
+ * 51.8-64.0, n = 16 91.8-102.2 against 57.8-72.4. A punch of one block stays per block.
  */
 const DECREF_SET_MIN = 16;
 
