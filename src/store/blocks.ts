@@ -131,7 +131,13 @@ export class BlockTable {
   private readonly shiftStmt;
   private readonly unflipStmt;
 
-  constructor(private readonly db: DB, capacityBlocks: number, mapCacheGroups = MAX_GROUPS) {
+  /**
+   * `assertTxn` throws unless a write transaction is running (Store.assertInTxn): the
+   * methods that change the tables with several statements call it, since a statement
+   * that committed alone would leave the tables half changed if the next one failed.
+   */
+  constructor(private readonly db: DB, capacityBlocks: number, mapCacheGroups = MAX_GROUPS,
+    private readonly assertTxn: (what: string) => void = () => {}) {
     this.capacity = capacityBlocks;
     this.hwm = db.prepare('SELECT next_pblock FROM superblock WHERE id = 1').pluck().get() as number;
     this.used = db.prepare('SELECT count(*) FROM refs').pluck().get() as number;
@@ -477,6 +483,7 @@ export class BlockTable {
    * the first one's rows are undone only by its rollback.
    */
   mapUnwrittenRun(ino: number, first: number, last: number): void {
+    this.assertTxn('mapUnwrittenRun');
     const n = last - first + 1;
     if (n <= 0) return;
     if (n > this.free) throw fsErr('ENOSPC');
@@ -548,6 +555,7 @@ export class BlockTable {
    * back, when the blocks without a reservation do not fit.
    */
   writeNewRun(ino: number, first: number, datas: Buffer[], reserved: boolean[]): void {
+    this.assertTxn('writeNewRun');
     const n = datas.length;
     if (n === 1) return this.writeBlock(ino, first, datas[0], reserved[0], undefined);
     // As allocate(): a reserved block takes its reservation, any other needs free space.
@@ -578,6 +586,7 @@ export class BlockTable {
 
   /** Unmaps [first, last] of `ino`, dropping one reference per mapped block; returns how many were mapped. */
   unmapRange(ino: number, first: number, last: number): number {
+    this.assertTxn('unmapRange');
     this.unknowOwned(ino, first, last);
     const pblocks = this.mapRowsRangeStmt.all(ino, first, last) as number[];
     if (pblocks.length === 0) return 0;
@@ -594,6 +603,7 @@ export class BlockTable {
    * be unmapped and must not overlap the source range.
    */
   shareRange(src: number, sfb: number, dst: number, dfb: number, n: number): void {
+    this.assertTxn('shareRange');
     // The reference counts below read the source range after the destination rows went in.
     if (src === dst && dfb < sfb + n && sfb < dfb + n) throw new Error(`shareRange: ranges [${sfb}, ${sfb + n}) and [${dfb}, ${dfb + n}) of inode ${src} overlap`);
     // The destination range is unmapped, so none of its bits is set.

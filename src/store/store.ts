@@ -76,7 +76,7 @@ export class Store {
   constructor(readonly db: DB, readonly sb: Superblock, readonly path: string, mapCacheGroups?: number) {
     this.inodes = new InodeTable(db);
     this.dentries = new DentryTable(db);
-    this.blocks = new BlockTable(db, sb.capacityBlocks, mapCacheGroups);
+    this.blocks = new BlockTable(db, sb.capacityBlocks, mapCacheGroups, (what) => this.assertInTxn(what));
     this.xattrs = new XattrTable(db);
     this.nextGenStmt = db.prepare('SELECT next_generation FROM superblock WHERE id = 1').pluck();
     this.bumpGenStmt = db.prepare('UPDATE superblock SET next_generation = next_generation + 1 WHERE id = 1');

@@ -6,7 +6,8 @@
  * each block loses one reference per mapping dropped, a block whose last reference goes
  * joins the free list, and a shared block that keeps a reference does not. fsck (I1: every
  * block is in exactly one of refs and free_blocks; I2: refcount = the rows naming it)
- * checks each step, and the allocator's counters must match the tables.
+ * checks each step, and the allocator's counters must match the tables. Outside a write
+ * transaction unmapRange refuses before changing anything.
  */
 import { describe, it, expect } from 'vitest';
 import { fsck } from '../../src/store/fsck.js';
@@ -97,6 +98,10 @@ describe('unmapRange', () => {
       expect(store.txn(() => blocks.unmapRange(d, 0, Number.MAX_SAFE_INTEGER))).toBe(40);
       expect(pd.map((p) => blocks.refcount(p))).toEqual([...Array(4).fill(1), ...Array(16).fill(0)]);
       clean();
+
+      // Its statements belong to one transaction: outside one it refuses before changing anything.
+      expect(() => blocks.unmapRange(b, 0, Number.MAX_SAFE_INTEGER)).toThrow(/unmapRange must run inside a store transaction/);
+      expect(blocks.countMapped(b)).toBe(20);
 
       // Removing the rest leaves every block free and no reference behind.
       for (const ino of [b, c, x, z, v, e]) store.txn(() => blocks.unmapRange(ino, 0, Number.MAX_SAFE_INTEGER));
