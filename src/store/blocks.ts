@@ -14,6 +14,7 @@ import { BMAP_UNWRITTEN } from './schema.js';
 import { fsErr } from '../util/errors.js';
 import { SparseBitset } from '../util/bitset.js';
 import { MapCache, GROUP, PACK, MAX_GROUPS, type MapCacheStats } from './mapcache.js';
+import { Unref } from './unref.js';
 
 export interface MapEntry {
   fblock: number;
@@ -40,14 +41,6 @@ const OWNED_GROUP = 64;
  * result object and binds afresh, per call and not per row.
  */
 const DATA_ROWS = 16;
-
-/**
- * Blocks from which unmapRange drops references with set-based statements. Unmap
- * transactions of n blocks of a file written in order, store on /dev/shm, per block
- * against set-based: n = 2 46.8-50.5 against 49.4-61.7 us, n = 8 59.0-59.8 against
- * 51.8-64.0, n = 16 91.8-102.2 against 57.8-72.4. A punch of one block stays per block.
- */
-const DECREF_SET_MIN = 16;
 
 export class BlockTable {
   /** Next physical block number never handed out (superblock.next_pblock). */
@@ -86,6 +79,8 @@ export class BlockTable {
   private readonly ownedKnown = new Map<number, SparseBitset>();
   /** The map as fills read it, in groups (mapcache.ts): every change below is told to it, and nothing else may change it. */
   private readonly mapCache: MapCache;
+  /** Dropping references and freeing blocks (unref.ts); the counters above stay here. */
+  private readonly unref: Unref;
 
   private readonly mapRangeStmt;
   private readonly mapOneStmt;
@@ -100,18 +95,8 @@ export class BlockTable {
   private readonly popFreeRunStmt;
   private readonly listRefsStmt;
   private readonly listMapStmt;
-  private readonly pushFreeStmt;
   private readonly insertRefStmt;
   private readonly refcountStmt;
-  private readonly decrefStmt;
-  private readonly deleteRefStmt;
-  private readonly freeListRefsStmt;
-  private readonly decrefListStmt;
-  private readonly pushFreeListStmt;
-  private readonly freeRangeRefsStmt;
-  private readonly decrefRangeStmt;
-  private readonly sharedInRangeStmt;
-  private readonly deleteRefsRangeStmt;
   private readonly readDataStmt;
   private readonly writeDataStmt;
   private readonly writeDataRowsStmt;
@@ -140,6 +125,7 @@ export class BlockTable {
     private readonly assertTxn: (what: string) => void = () => {}) {
     this.capacity = capacityBlocks;
     this.hwm = db.prepare('SELECT next_pblock FROM superblock WHERE id = 1').pluck().get() as number;
+    this.unref = new Unref(db);
     this.used = db.prepare('SELECT count(*) FROM refs').pluck().get() as number;
     this.freeListed = db.prepare('SELECT count(*) FROM free_blocks').pluck().get() as number;
     this.mapRangeStmt = db.prepare(`SELECT b.fblock, b.pblock, b.flags, r.refcount FROM bmap b JOIN refs r ON r.pblock = b.pblock
@@ -167,7 +153,6 @@ export class BlockTable {
     this.nextMappedStmt = db.prepare(`SELECT b.fblock, b.pblock, b.flags, r.refcount FROM bmap b JOIN refs r ON r.pblock = b.pblock
       WHERE b.ino = ? AND b.fblock >= ? ORDER BY b.fblock LIMIT 1`);
     this.popFreeStmt = db.prepare('DELETE FROM free_blocks WHERE pblock = (SELECT min(pblock) FROM free_blocks) RETURNING pblock').pluck();
-    this.pushFreeStmt = db.prepare('INSERT INTO free_blocks (pblock) VALUES (?)');
     // The lowest `n` freed blocks at once, and their refs and map rows from one JSON array
     // each (mapFreed): a 1 GiB file written where another was deleted took four
     // statements a block for its blocks, against one past the high-water mark.
@@ -176,19 +161,6 @@ export class BlockTable {
     this.listMapStmt = db.prepare('INSERT INTO bmap (ino, fblock, pblock, flags) SELECT ?, ? + key, value, ? FROM json_each(?)');
     this.insertRefStmt = db.prepare('INSERT INTO refs (pblock, refcount) VALUES (?, 1)');
     this.refcountStmt = db.prepare('SELECT refcount FROM refs WHERE pblock = ?').pluck();
-    this.decrefStmt = db.prepare('UPDATE refs SET refcount = refcount - 1 WHERE pblock = ? AND refcount > 1');
-    this.deleteRefStmt = db.prepare('DELETE FROM refs WHERE pblock = ?');
-    // decrefAll: the blocks of a list of distinct ones (or of a range all of whose blocks
-    // are being dropped) whose last reference goes, then one reference fewer for the rest,
-    // then the freed ones onto the free list. In that order: decrementing first would take
-    // a block from 2 to 1, and the DELETE would free it.
-    this.freeListRefsStmt = db.prepare('DELETE FROM refs WHERE pblock IN (SELECT value FROM json_each(?)) AND refcount = 1 RETURNING pblock').pluck();
-    this.decrefListStmt = db.prepare('UPDATE refs SET refcount = refcount - 1 WHERE pblock IN (SELECT value FROM json_each(?))');
-    this.freeRangeRefsStmt = db.prepare('DELETE FROM refs WHERE pblock >= ? AND pblock <= ? AND refcount = 1 RETURNING pblock').pluck();
-    this.sharedInRangeStmt = db.prepare('SELECT count(*) FROM refs WHERE pblock >= ? AND pblock <= ? AND refcount > 1').pluck();
-    this.deleteRefsRangeStmt = db.prepare('DELETE FROM refs WHERE pblock >= ? AND pblock <= ?');
-    this.decrefRangeStmt = db.prepare('UPDATE refs SET refcount = refcount - 1 WHERE pblock >= ? AND pblock <= ?');
-    this.pushFreeListStmt = db.prepare('INSERT INTO free_blocks (pblock) SELECT value FROM json_each(?)');
     this.readDataStmt = db.prepare('SELECT bytes FROM data WHERE pblock = ?').pluck();
     this.writeDataStmt = db.prepare('INSERT OR REPLACE INTO data (pblock, bytes) VALUES (?, ?)');
     this.writeDataRowsStmt = db.prepare(`INSERT OR REPLACE INTO data (pblock, bytes) VALUES ${Array(DATA_ROWS).fill('(?, ?)').join(', ')}`);
@@ -398,66 +370,13 @@ export class BlockTable {
   }
 
   /** Drops one reference; at zero the block goes to the free list (its bytes stay). */
-  decref(pblock: number): void {
-    if (this.decrefStmt.run(pblock).changes === 0) {
-      this.deleteRefStmt.run(pblock);
-      this.pushFreeStmt.run(pblock);
-      this.freeListed++;
-      this.used--;
-    }
+  private decref(pblock: number): void {
+    if (this.unref.one(pblock)) this.countFreed(1);
   }
 
-  /**
-   * decref of every block of `pblocks` with set-based statements, not two or three per
-   * block: removing a 1 GiB file (262,144 blocks) took 2.1 us a block one by one. A run
-   * of consecutive physical blocks (what a sequential write allocates) is a range of the
-   * refs table and takes range statements; the blocks outside such runs go as one JSON
-   * list. A block named twice (a file sharing blocks with itself) would lose only one
-   * reference in a set, so such a list goes block by block.
-   */
-  private decrefAll(pblocks: number[]): void {
-    if (pblocks.length < DECREF_SET_MIN) {
-      for (const p of pblocks) this.decref(p);
-      return;
-    }
-    const sorted = Float64Array.from(pblocks).sort();
-    for (let i = 1; i < sorted.length; i++) {
-      if (sorted[i] === sorted[i - 1]) {
-        for (const p of pblocks) this.decref(p);
-        return;
-      }
-    }
-    const scattered: number[] = [];
-    const freed: number[] = [];
-    for (let i = 0; i < sorted.length;) {
-      let j = i + 1;
-      while (j < sorted.length && sorted[j] === sorted[j - 1] + 1) j++;
-      const lo = sorted[i], hi = sorted[j - 1];
-      if (j - i >= DECREF_SET_MIN) {
-        // RETURNING buffers its rows (a 262,144-block range: 4 times the plain DELETE),
-        // so a range none of whose blocks is shared is deleted without it.
-        if (this.sharedInRangeStmt.get(lo, hi) === 0) {
-          this.deleteRefsRangeStmt.run(lo, hi);
-          for (let k = i; k < j; k++) freed.push(sorted[k]);
-        } else {
-          const last = this.freeRangeRefsStmt.all(lo, hi) as number[];
-          this.decrefRangeStmt.run(lo, hi);
-          for (const p of last) freed.push(p);
-        }
-      } else {
-        for (let k = i; k < j; k++) scattered.push(sorted[k]);
-      }
-      i = j;
-    }
-    if (scattered.length > 0) {
-      const list = JSON.stringify(scattered);
-      const last = this.freeListRefsStmt.all(list) as number[];
-      if (last.length < scattered.length) this.decrefListStmt.run(list);
-      for (const p of last) freed.push(p);
-    }
-    if (freed.length > 0) this.pushFreeListStmt.run(JSON.stringify(freed));
-    this.freeListed += freed.length;
-    this.used -= freed.length;
+  private countFreed(n: number): void {
+    this.freeListed += n;
+    this.used -= n;
   }
 
   writeData(pblock: number, bytes: Buffer): void {
@@ -593,7 +512,7 @@ export class BlockTable {
     this.deleteMapRangeStmt.run(ino, first, last);
     this.mapCache.clearRange(ino, first, last);
     this.countDelta(ino, -pblocks.length);
-    this.decrefAll(pblocks);
+    this.countFreed(this.unref.all(pblocks));
     return pblocks.length;
   }
 
