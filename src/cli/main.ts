@@ -92,6 +92,11 @@ served by a daemon process that writes dirty data back on fsync, on close, when 
 is full, once the data has been dirty for --dirty-expire seconds (30, looked at every 5
 seconds), and at unmount; pagefs umount waits until it has.
 
+The daemon answers pagefs stat on a control socket, $TMPDIR/pagefs-ctl-PID.sock (mode
+0600; /tmp without TMPDIR); the mountpoint may not be that directory. A daemon that
+died without unmounting leaves its socket behind; a daemon started later removes it
+once it is 10 s old.
+
 Examples:
   pagefs mount store.db /mnt/p
   pagefs mount store.db /mnt/p -o allow_other --cache-size 1G

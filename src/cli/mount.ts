@@ -5,6 +5,7 @@
  * the daemon says "ready" once the kernel has sent INIT, and returns then.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { PAGEFS_BIN } from '../util/paths.js';
@@ -79,6 +80,11 @@ function checkMountpoint(mp: string): void {
   if (!st.isDirectory()) throw new UserError(`pagefs mount: mountpoint ${mp} is not a directory`);
   if (findMount(mp)?.fstype === 'fuse.pagefs') throw new UserError(`pagefs mount: ${mp} is already a pagefs mount`);
   if (fs.readdirSync(mp).length > 0) throw new UserError(`pagefs mount: mountpoint ${mp} is not empty`);
+  // An empty mountpoint can still be the temporary directory itself, where the daemon's
+  // control socket would be hidden under its own mount and reached only through it.
+  if (fs.realpathSync(os.tmpdir()) === fs.realpathSync(mp)) {
+    throw new UserError(`pagefs mount: mountpoint ${mp} is the temporary directory (TMPDIR), where the daemon keeps its control socket; set TMPDIR elsewhere`);
+  }
 }
 
 function checkStore(storePath: string): void {

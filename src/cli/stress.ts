@@ -11,7 +11,7 @@ import { runFsx, formatFsx, parseOpMix, DEFAULTS as FSX_DEFAULTS } from '../stre
 import { progress } from './progress.js';
 import { mounts, isPagefsMount } from './mounts.js';
 import { parseSize } from '../util/size.js';
-import { PAGEFS_BIN } from '../util/paths.js';
+import { PAGEFS_BIN, pathWithin } from '../util/paths.js';
 import { UserError } from '../util/errors.js';
 import { Store } from '../store/store.js';
 
@@ -131,7 +131,7 @@ async function fsxCommand(dir: string, o: StressOpts): Promise<void> {
  */
 function pagefsRemounter(dir: string, storeArg: string): (at: { op: number; index: number }) => Promise<void> {
   const real = fs.realpathSync(dir);
-  const m = mounts().filter((x) => real === x.mountpoint || real.startsWith(x.mountpoint.endsWith('/') ? x.mountpoint : x.mountpoint + '/'))
+  const m = mounts().filter((x) => pathWithin(real, x.mountpoint))
     .sort((a, b) => b.mountpoint.length - a.mountpoint.length)[0];
   if (!m || !isPagefsMount(m)) throw new UserError(`pagefs stress: --remount-every needs ${dir} on a pagefs mount${m ? ` (it is on ${m.fstype} at ${m.mountpoint})` : ''}`);
   let store: string;

@@ -7,9 +7,59 @@ import net from 'node:net';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { processAlive } from '../util/process.js';
+import { pathWithin } from '../util/paths.js';
+
+const NAME = /^pagefs-ctl-(\d+)\.sock$/;
 
 export function controlPath(pid: number): string {
   return path.join(os.tmpdir(), `pagefs-ctl-${pid}.sock`);
+}
+
+/**
+ * Removes the control sockets of daemons that died without unmounting (SIGKILL, the OOM
+ * killer, a crash): nothing else would, and each one stays in the temporary directory
+ * until reboot. A socket goes only when its daemon's pid is gone, it is older than
+ * `minAgeMs` (a daemon starting now may have bound its path and not yet listen()ed on
+ * it), and a connection to it is refused (no process, of this pid namespace or another,
+ * listens there). Nothing is looked at when `dir` lies under `mountpoint`, the caller's
+ * own mount: that lookup would wait on the calling daemon itself. Resolves to the paths
+ * removed.
+ */
+export async function sweepStaleControls(mountpoint: string, minAgeMs = 10_000, dir = os.tmpdir()): Promise<string[]> {
+  let names: string[];
+  try {
+    if (pathWithin(fs.realpathSync(dir), fs.realpathSync(mountpoint))) return [];
+    names = fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    const m = NAME.exec(name);
+    if (!m || processAlive(Number(m[1]))) continue;
+    const p = path.join(dir, name);
+    try {
+      const st = fs.lstatSync(p);
+      if (!st.isSocket() || Date.now() - st.mtimeMs < minAgeMs) continue;
+    } catch {
+      continue;
+    }
+    if (await refused(p)) {
+      fs.rmSync(p, { force: true });
+      removed.push(p);
+    }
+  }
+  return removed;
+}
+
+/** Whether connecting to the Unix socket at `p` is refused: nothing listens there. */
+function refused(p: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(p);
+    s.on('connect', () => { s.destroy(); resolve(false); });
+    s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'ECONNREFUSED'));
+  });
 }
 
 export function serveControl(pid: number, snapshot: () => unknown): () => void {

@@ -6,7 +6,7 @@
 import { fuseBinding, OP, type MountConfig, type Session } from './binding.js';
 import { Dispatcher } from './dispatch.js';
 import { NotifyQueue } from './notify.js';
-import { serveControl } from './control.js';
+import { serveControl, sweepStaleControls } from './control.js';
 import { Store, currentOwner } from '../store/store.js';
 import { Vfs } from '../vfs/vfs.js';
 import { ReaderPool } from '../store/readers.js';
@@ -174,6 +174,10 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
     // WRITE payload copies not yet collected), and the malloc trims (scripts/load.mjs).
     memory: { ...process.memoryUsage(), trim: trimStats },
   }));
+
+  void sweepStaleControls(opts.mountpoint).then((gone) => {
+    if (gone.length > 0) opts.log(`removed ${gone.length} control socket(s) of pagefs daemons that died without unmounting`);
+  });
 
   return new Promise<number>((resolve) => {
     let session: Session | null = null;

@@ -1,7 +1,7 @@
 /**
- * Where the project's own files are, from any module: child processes and worker
+ * Where the project's own files are, from any module (child processes and worker
  * threads always run the compiled JavaScript in dist/, also when the caller is a test
- * running the TypeScript sources.
+ * running the TypeScript sources), and whether one path lies under another.
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,3 +14,8 @@ export function distFile(rel: string): string {
 }
 
 export const PAGEFS_BIN = path.join(PROJECT_ROOT, 'bin', 'pagefs.js');
+
+/** Whether `p` is `dir` or lies under it; both absolute and resolved (realpath) by the caller. */
+export function pathWithin(p: string, dir: string): boolean {
+  return p === dir || p.startsWith(dir.endsWith('/') ? dir : dir + '/');
+}

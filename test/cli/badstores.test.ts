@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import Database from 'better-sqlite3';
-import { mountFresh, makeStore, testDirPrefix, pagefs, run, forceClear, fuseMountAt, expectCleanLog, type Mounted, type RunResult } from '../helpers/mount.js';
+import { mountFresh, makeStore, testDirPrefix, pagefs, run, forceClear, fuseMountAt, expectCleanLog, BIN, type Mounted, type RunResult } from '../helpers/mount.js';
 
 /** One non-empty line on stderr, no stack trace, a failing exit, naming every `names`. */
 function expectOneLineError(r: RunResult, ...names: string[]): void {
@@ -250,6 +250,13 @@ describe('a mountpoint that is not an empty directory', () => {
     expectOneLineError(r, mp);
     expect(fuseMountAt(mp)).toBeUndefined();
     expect(fs.readFileSync(mp, 'utf8')).toBe('content');
+  });
+  it('the temporary directory itself (TMPDIR), where the control socket would be hidden under the mount', async () => {
+    const mp = newMountpoint('mp-tmpdir');
+    const r = await run(process.execPath, [BIN, 'mount', theStore(), mp], { env: { ...process.env, TMPDIR: mp }, timeoutMs: 20_000 });
+    expectOneLineError(r, mp, 'TMPDIR');
+    expect(fuseMountAt(mp)).toBeUndefined();
+    expect(fs.readdirSync(mp)).toEqual([]);
   });
   it('a missing path', async () => {
     const mp = path.join(dir, 'mp-missing');
