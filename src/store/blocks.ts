@@ -107,7 +107,9 @@ export class BlockTable {
   private readonly shareMapStmt;
   private readonly shareRefsStmt;
   private readonly shareRefsRepeatedStmt;
-  private readonly shareShapeStmt;
+  private readonly firstWrittenStmt;
+  private readonly lastWrittenStmt;
+  private readonly runRowsStmt;
   private readonly shareRefsRunStmt;
   /** shareRange calls that took the path of one run of physical blocks (tests). */
   runShares = 0;
@@ -184,10 +186,15 @@ export class BlockTable {
       FROM (SELECT pblock AS p, count(*) AS k FROM bmap WHERE ino = ? AND fblock >= ? AND fblock <= ? AND (flags & ${BMAP_UNWRITTEN}) = 0
             GROUP BY pblock HAVING count(*) > 1) AS c
       WHERE refs.pblock = c.p`);
-    // What the written blocks of a source range are: when pblock - fblock is the same for
-    // all and they have no gap, the range is one run of physical blocks, each named once.
-    this.shareShapeStmt = db.prepare(`SELECT min(pblock - fblock) AS lo, max(pblock - fblock) AS hi, count(*) AS k, min(fblock) AS f0, max(fblock) AS f1
-      FROM bmap WHERE ino = ? AND fblock >= ? AND fblock <= ? AND (flags & ${BMAP_UNWRITTEN}) = 0`);
+    // Whether the written blocks of a source range are one run of physical blocks, each
+    // named once: the first and last written rows, and a count of the rows between whose
+    // pblock - fblock is the first's. When that count is every block from the first to
+    // the last, each of them has a written row (a block has one row) at that offset. A
+    // 65,536-block range: 5 ms, where an aggregate of min, max and count took 10.
+    const written = `FROM bmap WHERE ino = ? AND fblock >= ? AND fblock <= ? AND (flags & ${BMAP_UNWRITTEN}) = 0`;
+    this.firstWrittenStmt = db.prepare(`SELECT fblock, pblock ${written} ORDER BY fblock LIMIT 1`).raw();
+    this.lastWrittenStmt = db.prepare(`SELECT fblock ${written} ORDER BY fblock DESC LIMIT 1`).pluck();
+    this.runRowsStmt = db.prepare(`SELECT count(*) ${written} AND pblock = fblock + ?`).pluck();
     this.shareRefsRunStmt = db.prepare('UPDATE refs SET refcount = refcount + 1 WHERE pblock >= ? AND pblock <= ?');
     // A run of new blocks from the high-water mark, refs rows and map rows as one
     // statement each (mapFresh: preallocated runs and written ones).
@@ -527,22 +534,25 @@ export class BlockTable {
     if (src === dst && dfb < sfb + n && sfb < dfb + n) throw new Error(`shareRange: ranges [${sfb}, ${sfb + n}) and [${dfb}, ${dfb + n}) of inode ${src} overlap`);
     // The destination range is unmapped, so none of its bits is set.
     this.unknowOwned(src, sfb, sfb + n - 1);
-    const s = this.shareShapeStmt.get(src, sfb, sfb + n - 1) as { lo: number; hi: number; k: number; f0: number; f1: number };
-    let added: number;
-    if (s.k > 0 && s.lo === s.hi && s.k === s.f1 - s.f0 + 1) {
-      // One run (a file written in order): its map rows from a series, its refs rows as one
-      // range, without reading the source's rows again. A 16,384-block slice of a 256 MiB
-      // file, timed outside the daemon: 14 -> 9 ms.
-      const d = dfb - sfb;
-      this.freshMapStmt.run(s.f0 + d, s.f1 + d, dst, s.lo - d, 0);
-      this.shareRefsRunStmt.run(s.f0 + s.lo, s.f1 + s.lo);
-      added = s.k;
-      this.runShares++;
-    } else {
-      added = s.k === 0 ? 0 : this.shareMapStmt.run(dst, dfb - sfb, src, sfb, sfb + n - 1).changes;
-      if (added > 0) {
-        const distinct = this.shareRefsStmt.run(src, sfb, sfb + n - 1).changes;
-        if (distinct < added) this.shareRefsRepeatedStmt.run(src, sfb, sfb + n - 1);
+    const last = sfb + n - 1;
+    const first = this.firstWrittenStmt.get(src, sfb, last) as [number, number] | undefined;
+    let added = 0;
+    if (first) {
+      const [f0, p0] = first;
+      const f1 = this.lastWrittenStmt.get(src, sfb, last) as number;
+      if (this.runRowsStmt.get(src, sfb, last, p0 - f0) === f1 - f0 + 1) {
+        // One run (a file written in order): its map rows from a series, its refs rows as
+        // one range, without reading the source's rows again. A 16,384-block slice of a
+        // 256 MiB file, timed outside the daemon: 14 -> 9 ms.
+        const d = dfb - sfb;
+        this.freshMapStmt.run(f0 + d, f1 + d, dst, p0 - f0 - d, 0);
+        this.shareRefsRunStmt.run(p0, p0 + f1 - f0);
+        added = f1 - f0 + 1;
+        this.runShares++;
+      } else {
+        added = this.shareMapStmt.run(dst, dfb - sfb, src, sfb, last).changes;
+        const distinct = this.shareRefsStmt.run(src, sfb, last).changes;
+        if (distinct < added) this.shareRefsRepeatedStmt.run(src, sfb, last);
       }
     }
     this.mapCache.dropRange(dst, dfb, dfb + n - 1);
