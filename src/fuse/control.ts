@@ -7,10 +7,11 @@ import net from 'node:net';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { processAlive } from '../util/process.js';
+import { processStartedMs } from '../util/process.js';
 import { pathWithin } from '../util/paths.js';
 
 const NAME = /^pagefs-ctl-(\d+)\.sock$/;
+const START_SLACK_MS = 2000;
 
 export function controlPath(pid: number): string {
   return path.join(os.tmpdir(), `pagefs-ctl-${pid}.sock`);
@@ -19,7 +20,8 @@ export function controlPath(pid: number): string {
 /**
  * Removes the control sockets of daemons that died without unmounting (SIGKILL, the OOM
  * killer, a crash): nothing else would, and each one stays in the temporary directory
- * until reboot. A socket goes only when its daemon's pid is gone, it is older than
+ * until reboot. A socket goes only when no live process that started before it was
+ * made holds its pid (the pid is gone, a zombie's, or reused since), it is older than
  * `minAgeMs` (a daemon starting now may have bound its path and not yet listen()ed on
  * it), and a connection to it is refused (no process, of this pid namespace or another,
  * listens there). Nothing is looked at when `dir` lies under `mountpoint`, the caller's
@@ -27,9 +29,16 @@ export function controlPath(pid: number): string {
  * removed.
  */
 export async function sweepStaleControls(mountpoint: string, minAgeMs = 10_000, dir = os.tmpdir()): Promise<string[]> {
+  const real = (p: string) => {
+    try {
+      return fs.realpathSync(p);
+    } catch {
+      return path.resolve(p);
+    }
+  };
+  if (pathWithin(real(dir), real(mountpoint))) return [];
   let names: string[];
   try {
-    if (pathWithin(fs.realpathSync(dir), fs.realpathSync(mountpoint))) return [];
     names = fs.readdirSync(dir);
   } catch {
     return [];
@@ -37,11 +46,15 @@ export async function sweepStaleControls(mountpoint: string, minAgeMs = 10_000, 
   const removed: string[] = [];
   for (const name of names) {
     const m = NAME.exec(name);
-    if (!m || processAlive(Number(m[1]))) continue;
+    if (!m) continue;
     const p = path.join(dir, name);
     try {
       const st = fs.lstatSync(p);
       if (!st.isSocket() || Date.now() - st.mtimeMs < minAgeMs) continue;
+      // A process started after the socket was made holds a reused pid, not the socket
+      // (the slack covers the start time's one-second precision).
+      const started = processStartedMs(Number(m[1]));
+      if (started !== null && started <= st.mtimeMs + START_SLACK_MS) continue;
     } catch {
       continue;
     }

@@ -25,7 +25,7 @@ import { DentryTable } from './dentries.js';
 import { BlockTable } from './blocks.js';
 import { XattrTable } from './xattrs.js';
 import { UserError } from '../util/errors.js';
-import { procStat } from '../util/process.js';
+import { processStartTicks } from '../util/process.js';
 import { StoreHealth, StoreGoneError } from './faults.js';
 
 /** Inode numbers an opening of the store reserves at a time (Store.newIno). */
@@ -290,14 +290,7 @@ export class Store {
 }
 
 export function currentOwner(): Owner {
-  return { pid: process.pid, start: processStart(process.pid) ?? '', boot: bootId() };
-}
-
-function processStart(pid: number): string | null {
-  const f = procStat(pid);
-  // A killed daemon not yet reaped is a zombie: it holds nothing.
-  if (!f || f[0] === 'Z' || f[0] === 'X') return null;
-  return f[19];
+  return { pid: process.pid, start: processStartTicks(process.pid) ?? '', boot: bootId() };
 }
 
 function bootId(): string {
@@ -310,5 +303,5 @@ function bootId(): string {
 
 function ownerAlive(o: Owner): boolean {
   if (o.boot !== bootId()) return false;
-  return processStart(o.pid) === o.start;
+  return processStartTicks(o.pid) === o.start;
 }

@@ -21,10 +21,38 @@ export function procStat(pid: number): string[] | null {
   return stat === null ? null : stat.slice(stat.lastIndexOf(')') + 2).trim().split(' ');
 }
 
+/**
+ * A live process's start time in clock ticks after boot (field 22 of proc(5)), or null
+ * when it is gone or a zombie: a killed process not yet reaped holds nothing.
+ */
+export function processStartTicks(pid: number): string | null {
+  const f = procStat(pid);
+  if (!f || f[0] === 'Z' || f[0] === 'X') return null;
+  return f[19];
+}
+
+/** /proc/stat's ticks are USER_HZ, 100 on every Linux ABI Node runs on. */
+const USER_HZ = 100;
+
+/**
+ * When a live process started, in milliseconds since the epoch, to within about a
+ * second (the boot time's precision in /proc/stat); null as processStartTicks.
+ */
+export function processStartedMs(pid: number): number | null {
+  const ticks = processStartTicks(pid);
+  const btime = /^btime (\d+)$/m.exec(procRead('/proc/stat') ?? '');
+  if (ticks === null || !btime) return null;
+  return Number(btime[1]) * 1000 + (Number(ticks) * 1000) / USER_HZ;
+}
+
 /** /proc/PID/NAME, or null when the process is gone. */
 function procFile(pid: number, name: string): string | null {
+  return procRead(`/proc/${pid}/${name}`);
+}
+
+function procRead(p: string): string | null {
   try {
-    return fs.readFileSync(`/proc/${pid}/${name}`, 'utf8');
+    return fs.readFileSync(p, 'utf8');
   } catch {
     return null;
   }

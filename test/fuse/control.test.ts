@@ -3,11 +3,18 @@
  * scripts/load.mjs query: a client that hangs up before the answer is written (its
  * timeout ran out while the daemon was busy) must not take the daemon down. The busy
  * daemon is this process, its event loop blocked by spawnSync while a child connects
- * and hangs up; the answer is then written into a closed socket.
+ * and hangs up; the answer is then written into a closed socket. And which leftover
+ * sockets a starting daemon removes (test/mount/stale-control.test.ts has it through
+ * the mount).
  */
 import { describe, it, expect, afterEach } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { serveControl, controlPath, queryControl } from '../../src/fuse/control.js';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { serveControl, controlPath, queryControl, sweepStaleControls } from '../../src/fuse/control.js';
+import { processStartedMs } from '../../src/util/process.js';
 
 // A pid no daemon has: the socket's name is made from it.
 const PID = 2 ** 22 + (process.pid % 1000);
@@ -39,5 +46,55 @@ describe('control socket', () => {
     await new Promise((r) => setTimeout(r, 500));
     const live = await queryControl(PID);
     expect(live.answers).toBeGreaterThanOrEqual(1);
+  }, 60_000);
+});
+
+describe('sweeping the sockets of dead daemons (sweepStaleControls, in a directory of its own)', () => {
+  let dir = '';
+  const servers: net.Server[] = [];
+  afterEach(() => {
+    for (const s of servers.splice(0)) s.close();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A Unix socket file at `p` that nothing listens on: bound by a child that then exits. */
+  function deadSocket(p: string): void {
+    const r = spawnSync(process.execPath, ['-e', `require('node:net').createServer().listen(process.argv[1], () => process.exit(0))`, p], { timeout: 30_000 });
+    expect(r.status).toBe(0);
+    expect(fs.lstatSync(p).isSocket()).toBe(true);
+  }
+  const at = (p: string, ms: number) => fs.utimesSync(p, new Date(ms), new Date(ms));
+
+  it('removes only sockets no live process made and nothing listens on', async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagefs-sweep-'));
+    const name = (pid: number) => path.join(dir, `pagefs-ctl-${pid}.sock`);
+    const started = processStartedMs(process.pid)!;
+    expect(started).toBeGreaterThan(0);
+    expect(started).toBeLessThanOrEqual(Date.now());
+    const dead = 2 ** 22 + 2000 + (process.pid % 1000);
+
+    deadSocket(name(dead)); // a killed daemon's
+    const reused = path.join(dir, `pagefs-ctl-${process.pid}.sock`);
+    deadSocket(reused);
+    const ours = path.join(dir, `pagefs-ctl-${process.ppid}.sock`);
+    deadSocket(ours); // made by a live process (the pid's, started before it), even if nothing listens
+    const listened = name(dead + 1);
+    const s = net.createServer((c) => c.on('error', () => undefined).end());
+    servers.push(s);
+    await new Promise<void>((r) => s.listen(listened, r));
+    const plain = name(dead + 2);
+    fs.writeFileSync(plain, 'not a socket');
+
+    // Under the caller's own mountpoint nothing is looked at.
+    expect(await sweepStaleControls(dir, 0, dir)).toEqual([]);
+    // Too young: nothing.
+    expect(await sweepStaleControls('/nonexistent-mountpoint', 60_000, dir)).toEqual([]);
+    // No age limit: the gone pid's socket goes; this process's pid's stays (made after the
+    // process started), though nothing listens on it.
+    expect(await sweepStaleControls('/nonexistent-mountpoint', 0, dir)).toEqual([name(dead)]);
+    at(reused, started - 3_600_000); // made an hour before this process, which now has the pid
+
+    expect(await sweepStaleControls('/nonexistent-mountpoint', 0, dir)).toEqual([reused]);
+    for (const p of [ours, listened, plain]) expect(fs.existsSync(p), p).toBe(true);
   }, 60_000);
 });
