@@ -29,7 +29,11 @@ describe('ENOSPC: a write over a block the file no longer owns reserves one', ()
   });
   afterAll(async () => {
     await sd?.stop();
-    if (m) await finish(m);
+    try {
+      if (m) await finish(m);
+    } finally {
+      await m?.cleanup();
+    }
   });
 
   const p = (name: string) => path.join(m.mp, name);
