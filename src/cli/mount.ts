@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { PAGEFS_BIN } from '../util/paths.js';
+import { PAGEFS_BIN, realOrResolved } from '../util/paths.js';
 import { Store } from '../store/store.js';
 import { runDaemon } from '../fuse/daemon.js';
 import { parseSize } from '../util/size.js';
@@ -82,7 +82,7 @@ function checkMountpoint(mp: string): void {
   if (fs.readdirSync(mp).length > 0) throw new UserError(`pagefs mount: mountpoint ${mp} is not empty`);
   // An empty mountpoint can still be the temporary directory itself, where the daemon's
   // control socket would be hidden under its own mount and reached only through it.
-  if (fs.realpathSync(os.tmpdir()) === fs.realpathSync(mp)) {
+  if (realOrResolved(os.tmpdir()) === realOrResolved(mp)) {
     throw new UserError(`pagefs mount: mountpoint ${mp} is the temporary directory (TMPDIR), where the daemon keeps its control socket; set TMPDIR elsewhere`);
   }
 }

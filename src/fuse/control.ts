@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { processStartedMs } from '../util/process.js';
-import { pathWithin } from '../util/paths.js';
+import { pathWithin, realOrResolved } from '../util/paths.js';
 
 const NAME = /^pagefs-ctl-(\d+)\.sock$/;
 const START_SLACK_MS = 2000;
@@ -29,14 +29,7 @@ export function controlPath(pid: number): string {
  * removed.
  */
 export async function sweepStaleControls(mountpoint: string, minAgeMs = 10_000, dir = os.tmpdir()): Promise<string[]> {
-  const real = (p: string) => {
-    try {
-      return fs.realpathSync(p);
-    } catch {
-      return path.resolve(p);
-    }
-  };
-  if (pathWithin(real(dir), real(mountpoint))) return [];
+  if (pathWithin(realOrResolved(dir), realOrResolved(mountpoint))) return [];
   let names: string[];
   try {
     names = fs.readdirSync(dir);
@@ -58,9 +51,12 @@ export async function sweepStaleControls(mountpoint: string, minAgeMs = 10_000, 
     } catch {
       continue;
     }
-    if (await refused(p)) {
+    if (!(await refused(p))) continue;
+    try {
       fs.rmSync(p, { force: true });
       removed.push(p);
+    } catch {
+      // Another user's, in a sticky directory (EPERM): theirs to remove.
     }
   }
   return removed;
@@ -75,15 +71,26 @@ function refused(p: string): Promise<boolean> {
   });
 }
 
-export function serveControl(pid: number, snapshot: () => unknown): () => void {
+/**
+ * Answers `snapshot()` at controlPath(pid) until the returned function is called. A
+ * socket that cannot be made (TMPDIR missing or not writable, a path too long for a
+ * Unix socket) is logged, not fatal: the mount serves without it, and `pagefs stat` of
+ * the mountpoint says the daemon did not answer on its control socket.
+ */
+export function serveControl(pid: number, snapshot: () => unknown, log: (msg: string) => void): () => void {
   const p = controlPath(pid);
-  fs.rmSync(p, { force: true });
+  try {
+    fs.rmSync(p, { force: true });
+  } catch {
+    // listen() below fails too, and says why.
+  }
   const server = net.createServer((sock) => {
     // A client that gave up (queryControl's timeout on a busy daemon) makes our write fail
     // with EPIPE; unhandled, that error event killed the daemon and left its mount dead.
     sock.on('error', () => undefined);
     sock.end(JSON.stringify(snapshot(), (_k, v) => (typeof v === 'bigint' ? Number(v) : v)) + '\n');
   });
+  server.on('error', (e) => log(`control socket ${p}: ${e.message}; the mount serves without it (pagefs stat of the mountpoint cannot reach this daemon)`));
   server.listen(p, () => fs.chmodSync(p, 0o600));
   server.unref();
   return () => {

@@ -173,7 +173,7 @@ export function runDaemon(opts: DaemonOptions): Promise<number> {
     // Where the daemon's resident memory goes: V8's heap, external memory (page Buffers,
     // WRITE payload copies not yet collected), and the malloc trims (scripts/load.mjs).
     memory: { ...process.memoryUsage(), trim: trimStats },
-  }));
+  }), opts.log);
 
   void sweepStaleControls(opts.mountpoint).then((gone) => {
     if (gone.length > 0) opts.log(`removed ${gone.length} control socket(s) of pagefs daemons that died without unmounting`);

@@ -15,6 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { serveControl, controlPath, queryControl, sweepStaleControls } from '../../src/fuse/control.js';
 import { processStartedMs } from '../../src/util/process.js';
+import { distFile } from '../../src/util/paths.js';
 
 // A pid no daemon has: the socket's name is made from it.
 const PID = 2 ** 22 + (process.pid % 1000);
@@ -38,7 +39,7 @@ for (let i = Number(process.argv[2]); i > 0; i--) {
 describe('control socket', () => {
   it('keeps serving after clients that hung up before the answer was written', async () => {
     let answers = 0;
-    stop = serveControl(PID, () => ({ answers: ++answers, pad: 'x'.repeat(1 << 16) }));
+    stop = serveControl(PID, () => ({ answers: ++answers, pad: 'x'.repeat(1 << 16) }), (msg) => { throw new Error(msg); });
     await new Promise((r) => setTimeout(r, 100)); // listening
     const r = spawnSync(process.execPath, ['-e', hangUp, controlPath(PID), '20'], { encoding: 'utf8', timeout: 30_000 });
     expect(r.status, r.stderr).toBe(0);
@@ -96,5 +97,19 @@ describe('sweeping the sockets of dead daemons (sweepStaleControls, in a directo
 
     expect(await sweepStaleControls('/nonexistent-mountpoint', 0, dir)).toEqual([reused]);
     for (const p of [ours, listened, plain]) expect(fs.existsSync(p), p).toBe(true);
+  }, 60_000);
+
+  it('skips a socket it may not remove (another user\'s, in a sticky directory) instead of failing', () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagefs-sweep-'));
+    fs.chmodSync(dir, 0o1777);
+    const sock = path.join(dir, `pagefs-ctl-${2 ** 22 + 3000 + (process.pid % 1000)}.sock`);
+    deadSocket(sock);
+    fs.chmodSync(sock, 0o777); // anyone may connect, and be refused
+    const code = `import { sweepStaleControls } from ${JSON.stringify(distFile('fuse/control.js'))};
+      console.log(JSON.stringify(await sweepStaleControls('/nonexistent-mountpoint', 0, process.argv[1])));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', code, dir], { uid: 65534, gid: 65534, encoding: 'utf8', timeout: 30_000 });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe('[]');
+    expect(fs.lstatSync(sock).isSocket()).toBe(true);
   }, 60_000);
 });

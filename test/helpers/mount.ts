@@ -68,6 +68,8 @@ export interface MountOptions {
   mountArgs?: string[];
   /** Use an existing store instead of making one. */
   store?: string;
+  /** The daemon's environment (default: this process's). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** pagefs-test-<run>-: global-setup.ts clears only its own run's mounts, and dead runs'. */
@@ -93,7 +95,7 @@ export async function mountFresh(opts: MountOptions = {}): Promise<Mounted> {
 
   const start = async () => {
     proc = spawn(process.execPath, [...DAEMON_NODE_FLAGS, BIN, 'mount', store, mp, '--foreground', '--debug-locks', '--ready-fd', '3', ...(opts.mountArgs ?? [])],
-      { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+      { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], env: opts.env ?? process.env });
     proc.stdout!.on('data', (d) => { logText += d.toString(); });
     proc.stderr!.on('data', (d) => { logText += d.toString(); });
     exited = new Promise((resolve) => proc.on('exit', (code) => resolve(code)));

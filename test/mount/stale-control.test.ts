@@ -2,12 +2,13 @@
  * A daemon killed without unmounting (SIGKILL here; the OOM killer or a crash alike)
  * leaves its control socket in the temporary directory; the next daemon to start removes
  * it (src/fuse/control.ts, sweepStaleControls), but only once it is older than a daemon
- * needs to start listening, and never a socket something still listens on.
+ * needs to start listening, and never a socket something still listens on. A socket
+ * that cannot be made at all costs the mount nothing but `pagefs stat`'s live figures.
  */
 import { describe, it, expect, afterEach } from 'vitest';
 import fs from 'node:fs';
 import net from 'node:net';
-import { mountFresh, expectCleanLog, type Mounted } from '../helpers/mount.js';
+import { mountFresh, expectCleanLog, pagefs, type Mounted } from '../helpers/mount.js';
 import { controlPath, queryControl } from '../../src/fuse/control.js';
 
 // Above pid_max (32768 by default, 2^22 at most): no process has this pid.
@@ -66,4 +67,21 @@ describe('control sockets of dead daemons', () => {
     expect(fs.existsSync(controlPath(c.proc.pid!)), 'a clean unmount removes the daemon\'s own socket').toBe(false);
     for (const m of [b, c]) expectCleanLog(m);
   }, 90_000);
+});
+
+describe('a control socket that cannot be made', () => {
+  it('TMPDIR missing: the daemon logs it and serves; pagefs stat says it did not answer; the unmount is clean', async () => {
+    const m = await mountFresh({ env: { ...process.env, TMPDIR: '/nonexistent-pagefs-tmpdir' } });
+    mounts.push(m);
+    const f = `${m.mp}/f`;
+    await fs.promises.writeFile(f, 'still served');
+    expect(await fs.promises.readFile(f, 'utf8')).toBe('still served');
+    expect(m.log()).toMatch(/control socket \/nonexistent-pagefs-tmpdir\/pagefs-ctl-\d+\.sock: .*the mount serves without it/);
+    const r = await pagefs(['stat', m.mp]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/did not answer on its control socket/);
+    await m.unmount();
+    expectCleanLog(m);
+  }, 60_000);
 });
