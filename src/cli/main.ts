@@ -93,9 +93,10 @@ is full, once the data has been dirty for --dirty-expire seconds (30, looked at 
 seconds), and at unmount; pagefs umount waits until it has.
 
 The daemon answers pagefs stat on a control socket, $TMPDIR/pagefs-ctl-PID.sock (mode
-0600; /tmp without TMPDIR); the mountpoint may not be that directory. A daemon that
-died without unmounting leaves its socket behind; a daemon started later removes it
-once it is 10 s old.
+0600; TMPDIR, else TMP or TEMP, else /tmp); the mountpoint may not be that directory. If
+the socket cannot be made there, the daemon logs why and serves without it. A daemon
+that died without unmounting leaves its socket behind; a daemon started later removes
+it once it is 10 s old.
 
 Examples:
   pagefs mount store.db /mnt/p

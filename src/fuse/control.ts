@@ -12,6 +12,8 @@ import { pathWithin, realOrResolved } from '../util/paths.js';
 
 const NAME = /^pagefs-ctl-(\d+)\.sock$/;
 const START_SLACK_MS = 2000;
+/** sun_path holds 108 bytes, its terminating NUL included. */
+const MAX_SOCKET_PATH = 107;
 
 export function controlPath(pid: number): string {
   return path.join(os.tmpdir(), `pagefs-ctl-${pid}.sock`);
@@ -30,28 +32,29 @@ export function controlPath(pid: number): string {
  */
 export async function sweepStaleControls(mountpoint: string, minAgeMs = 10_000, dir = os.tmpdir()): Promise<string[]> {
   if (pathWithin(realOrResolved(dir), realOrResolved(mountpoint))) return [];
-  let names: string[];
+  let entries: fs.Dirent[];
   try {
-    names = fs.readdirSync(dir);
+    // Types from the directory itself: only sockets are stat'ed below, so no lookup
+    // crosses into a mount (this runs while the daemon serves its own).
+    entries = fs.readdirSync(dir, { withFileTypes: true });
   } catch {
     return [];
   }
   const removed: string[] = [];
-  for (const name of names) {
-    const m = NAME.exec(name);
-    if (!m) continue;
-    const p = path.join(dir, name);
-    try {
-      const st = fs.lstatSync(p);
-      if (!st.isSocket() || Date.now() - st.mtimeMs < minAgeMs) continue;
-      // A process started after the socket was made holds a reused pid, not the socket
-      // (the slack covers the start time's one-second precision).
-      const started = processStartedMs(Number(m[1]));
-      if (started !== null && started <= st.mtimeMs + START_SLACK_MS) continue;
-    } catch {
-      continue;
-    }
+  for (const e of entries) {
+    const m = NAME.exec(e.name);
+    if (!m || !e.isSocket()) continue;
+    const p = path.join(dir, e.name);
+    const st = lstatOrNull(p);
+    if (!st || !st.isSocket() || Date.now() - st.mtimeMs < minAgeMs) continue;
+    // A process started after the socket was made holds a reused pid, not the socket
+    // (the slack covers the start time's one-second precision).
+    const started = processStartedMs(Number(m[1]));
+    if (started !== null && started <= st.mtimeMs + START_SLACK_MS) continue;
     if (!(await refused(p))) continue;
+    // Still the socket that was refused: a daemon given that pid meanwhile makes a new one.
+    const now = lstatOrNull(p);
+    if (!now || now.ino !== st.ino || now.mtimeMs !== st.mtimeMs) continue;
     try {
       fs.rmSync(p, { force: true });
       removed.push(p);
@@ -60,6 +63,14 @@ export async function sweepStaleControls(mountpoint: string, minAgeMs = 10_000, 
     }
   }
   return removed;
+}
+
+function lstatOrNull(p: string): fs.Stats | null {
+  try {
+    return fs.lstatSync(p);
+  } catch {
+    return null;
+  }
 }
 
 /** Whether connecting to the Unix socket at `p` is refused: nothing listens there. */
@@ -73,35 +84,52 @@ function refused(p: string): Promise<boolean> {
 
 /**
  * Answers `snapshot()` at controlPath(pid) until the returned function is called. A
- * socket that cannot be made (TMPDIR missing or not writable, a path too long for a
- * Unix socket) is logged, not fatal: the mount serves without it, and `pagefs stat` of
- * the mountpoint says the daemon did not answer on its control socket.
+ * socket that cannot be made (TMPDIR missing, not a directory or not writable, a path
+ * too long for a Unix socket) is logged, not fatal: the mount serves without it, and
+ * `pagefs stat` of the mountpoint says the daemon did not answer on its control socket.
+ * Nothing here throws, at the start or at the unmount (whose writeback comes after).
  */
 export function serveControl(pid: number, snapshot: () => unknown, log: (msg: string) => void): () => void {
   const p = controlPath(pid);
-  try {
-    fs.rmSync(p, { force: true });
-  } catch {
-    // listen() below fails too, and says why.
+  const unavailable = (why: string) => log(`control socket ${p}: ${why}; the mount serves without it (pagefs stat of the mountpoint cannot reach this daemon)`);
+  // Node would bind a longer path cut short, somewhere else, without an error.
+  if (Buffer.byteLength(p) > MAX_SOCKET_PATH) {
+    unavailable(`longer than a Unix socket's path may be (${MAX_SOCKET_PATH} bytes)`);
+    return () => undefined;
   }
+  const remove = () => {
+    try {
+      fs.rmSync(p, { force: true });
+    } catch {
+      // Not ours to remove, or not there to remove: listen() says which at the start.
+    }
+  };
+  remove();
   const server = net.createServer((sock) => {
     // A client that gave up (queryControl's timeout on a busy daemon) makes our write fail
     // with EPIPE; unhandled, that error event killed the daemon and left its mount dead.
     sock.on('error', () => undefined);
     sock.end(JSON.stringify(snapshot(), (_k, v) => (typeof v === 'bigint' ? Number(v) : v)) + '\n');
   });
-  server.on('error', (e) => log(`control socket ${p}: ${e.message}; the mount serves without it (pagefs stat of the mountpoint cannot reach this daemon)`));
-  server.listen(p, () => fs.chmodSync(p, 0o600));
+  server.on('error', (e) => unavailable(e.message));
+  server.listen(p, () => {
+    try {
+      fs.chmodSync(p, 0o600);
+    } catch (e) {
+      unavailable(`chmod: ${(e as Error).message}`);
+      server.close();
+    }
+  });
   server.unref();
   return () => {
     server.close();
-    fs.rmSync(p, { force: true });
+    remove();
   };
 }
 
-export function queryControl(pid: number, timeoutMs = 5000): Promise<any> {
+export function queryControl(pid: number, timeoutMs = 5000, at = controlPath(pid)): Promise<any> {
   return new Promise((resolve, reject) => {
-    const sock = net.connect(controlPath(pid));
+    const sock = net.connect(at);
     let buf = '';
     const timer = setTimeout(() => { sock.destroy(); reject(new Error('the daemon did not answer')); }, timeoutMs);
     sock.on('data', (d) => { buf += d.toString(); });
