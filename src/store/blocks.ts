@@ -15,6 +15,7 @@ import { fsErr } from '../util/errors.js';
 import { SparseBitset } from '../util/bitset.js';
 import { MapCache, GROUP, PACK, MAX_GROUPS, type MapCacheStats } from './mapcache.js';
 import { Unref } from './unref.js';
+import { Share } from './share.js';
 
 export interface MapEntry {
   fblock: number;
@@ -81,6 +82,8 @@ export class BlockTable {
   private readonly mapCache: MapCache;
   /** Dropping references and freeing blocks (unref.ts); the counters above stay here. */
   private readonly unref: Unref;
+  /** Sharing ranges between files (share.ts); the counts and caches stay here. */
+  private readonly share: Share;
 
   private readonly mapRangeStmt;
   private readonly mapOneStmt;
@@ -104,13 +107,6 @@ export class BlockTable {
   private readonly dataArgs: (number | Buffer)[] = new Array(2 * DATA_ROWS).fill(0);
   private readonly setFlagsStmt;
   private readonly sharedStmt;
-  private readonly shareMapStmt;
-  private readonly shareRefsStmt;
-  private readonly shareRefsRepeatedStmt;
-  private readonly firstWrittenStmt;
-  private readonly lastWrittenStmt;
-  private readonly runRowsStmt;
-  private readonly shareRefsRunStmt;
   /** shareRange calls that took the path of one run of physical blocks (tests). */
   runShares = 0;
   private readonly freshRefsStmt;
@@ -168,39 +164,12 @@ export class BlockTable {
     this.writeDataRowsStmt = db.prepare(`INSERT OR REPLACE INTO data (pblock, bytes) VALUES ${Array(DATA_ROWS).fill('(?, ?)').join(', ')}`);
     this.setFlagsStmt = db.prepare('UPDATE bmap SET flags = ? WHERE ino = ? AND fblock = ?');
     this.sharedStmt = db.prepare('SELECT count(*) FROM refs WHERE refcount > 1').pluck();
-    // Sharing a range is set-based statements, not two per block: per-block calls from
-    // JavaScript cost ~4.7 us a block, most of copy_file_range's time. A block may appear
-    // more than once in the range (a file that shares blocks with itself), and then its
-    // refcount goes up by its count in the range. An UPDATE ... FROM updates each refs
-    // row once however many source rows match it, so the first statement adds one to
-    // every block named and reports how many it changed; only when that is fewer than
-    // the rows mapped (some block appears twice) does the second add the rest, by a
-    // count per block. Counting every block of every range (GROUP BY, a temporary b-tree
-    // sorted by pblock) took 8-10 ms a 16,384-block slice; adding one took 4.
-    this.shareMapStmt = db.prepare(`INSERT INTO bmap (ino, fblock, pblock, flags)
-      SELECT ?, fblock + ?, pblock, 0 FROM bmap WHERE ino = ? AND fblock >= ? AND fblock <= ? AND (flags & ${BMAP_UNWRITTEN}) = 0`);
-    this.shareRefsStmt = db.prepare(`UPDATE refs SET refcount = refcount + 1
-      FROM (SELECT pblock AS p FROM bmap WHERE ino = ? AND fblock >= ? AND fblock <= ? AND (flags & ${BMAP_UNWRITTEN}) = 0) AS c
-      WHERE refs.pblock = c.p`);
-    this.shareRefsRepeatedStmt = db.prepare(`UPDATE refs SET refcount = refcount + c.k - 1
-      FROM (SELECT pblock AS p, count(*) AS k FROM bmap WHERE ino = ? AND fblock >= ? AND fblock <= ? AND (flags & ${BMAP_UNWRITTEN}) = 0
-            GROUP BY pblock HAVING count(*) > 1) AS c
-      WHERE refs.pblock = c.p`);
-    // Whether the written blocks of a source range are one run of physical blocks, each
-    // named once: the first and last written rows, and a count of the rows between whose
-    // pblock - fblock is the first's. When that count is every block from the first to
-    // the last, each of them has a written row (a block has one row) at that offset. A
-    // 65,536-block range: 5 ms, where an aggregate of min, max and count took 10.
-    const written = `FROM bmap WHERE ino = ? AND fblock >= ? AND fblock <= ? AND (flags & ${BMAP_UNWRITTEN}) = 0`;
-    this.firstWrittenStmt = db.prepare(`SELECT fblock, pblock ${written} ORDER BY fblock LIMIT 1`).raw();
-    this.lastWrittenStmt = db.prepare(`SELECT fblock ${written} ORDER BY fblock DESC LIMIT 1`).pluck();
-    this.runRowsStmt = db.prepare(`SELECT count(*) ${written} AND pblock = fblock + ?`).pluck();
-    this.shareRefsRunStmt = db.prepare('UPDATE refs SET refcount = refcount + 1 WHERE pblock >= ? AND pblock <= ?');
     // A run of new blocks from the high-water mark, refs rows and map rows as one
     // statement each (mapFresh: preallocated runs and written ones).
     const series = 'WITH RECURSIVE s(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM s WHERE i < ?)';
     this.freshRefsStmt = db.prepare(`${series} INSERT INTO refs (pblock, refcount) SELECT i, 1 FROM s`);
     this.freshMapStmt = db.prepare(`${series} INSERT INTO bmap (ino, fblock, pblock, flags) SELECT ?, i, i + ?, ? FROM s`);
+    this.share = new Share(db, this.freshMapStmt);
     // Moving rows through negative numbers first keeps (ino, fblock) unique at every step,
     // whatever order SQLite updates them in.
     this.shiftStmt = db.prepare('UPDATE bmap SET fblock = -(fblock + ?) - 1 WHERE ino = ? AND fblock >= ?');
@@ -534,27 +503,8 @@ export class BlockTable {
     if (src === dst && dfb < sfb + n && sfb < dfb + n) throw new Error(`shareRange: ranges [${sfb}, ${sfb + n}) and [${dfb}, ${dfb + n}) of inode ${src} overlap`);
     // The destination range is unmapped, so none of its bits is set.
     this.unknowOwned(src, sfb, sfb + n - 1);
-    const last = sfb + n - 1;
-    const first = this.firstWrittenStmt.get(src, sfb, last) as [number, number] | undefined;
-    let added = 0;
-    if (first) {
-      const [f0, p0] = first;
-      const f1 = this.lastWrittenStmt.get(src, sfb, last) as number;
-      if (this.runRowsStmt.get(src, sfb, last, p0 - f0) === f1 - f0 + 1) {
-        // One run (a file written in order): its map rows from a series, its refs rows as
-        // one range, without reading the source's rows again. A 16,384-block slice of a
-        // 256 MiB file, timed outside the daemon: 14 -> 9 ms.
-        const d = dfb - sfb;
-        this.freshMapStmt.run(f0 + d, f1 + d, dst, p0 - f0 - d, 0);
-        this.shareRefsRunStmt.run(p0, p0 + f1 - f0);
-        added = f1 - f0 + 1;
-        this.runShares++;
-      } else {
-        added = this.shareMapStmt.run(dst, dfb - sfb, src, sfb, last).changes;
-        const distinct = this.shareRefsStmt.run(src, sfb, last).changes;
-        if (distinct < added) this.shareRefsRepeatedStmt.run(src, sfb, last);
-      }
-    }
+    const { added, run } = this.share.range(src, sfb, sfb + n - 1, dst, dfb);
+    if (run) this.runShares++;
     this.mapCache.dropRange(dst, dfb, dfb + n - 1);
     this.countDelta(dst, added);
   }

@@ -15,6 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { mountFresh, expectCleanLog, run, BIN, type Mounted } from '../helpers/mount.js';
 import { queryControl } from '../../src/fuse/control.js';
+import { eventually } from './lib.js';
 
 // Above pid_max (32768 by default, 2^22 at most): no process has this pid.
 const DEAD_PID = 2 ** 22 + 1000;
@@ -38,10 +39,6 @@ function socketsUnder(dir: string): string[] {
   return fs.readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((n) => fs.lstatSync(path.join(dir, n)).isSocket());
 }
 
-async function eventually(test: () => boolean, ms: number): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; await sleep(50)) if (test()) return true;
-  return test();
-}
 
 describe('control sockets of dead daemons', () => {
   it('a SIGKILLed daemon\'s socket is removed by a later daemon once old enough; a listened-on one stays', async () => {
@@ -75,8 +72,8 @@ describe('control sockets of dead daemons', () => {
 
     const c = await mountFresh({ env });
     mounts.push(c);
-    expect(await eventually(() => !fs.existsSync(dead), 10_000), 'the dead daemon\'s socket is removed').toBe(true);
-    expect(await eventually(() => /removed 1 control socket\(s\) of pagefs daemons that died without unmounting/.test(c.log()), 5_000),
+    expect(await eventually(async () => !fs.existsSync(dead), 10_000), 'the dead daemon\'s socket is removed').toBe(true);
+    expect(await eventually(async () => /removed 1 control socket\(s\) of pagefs daemons that died without unmounting/.test(c.log()), 5_000),
       `the new daemon says it removed one: ${c.log()}`).toBe(true);
     expect(fs.existsSync(sock(DEAD_PID)), 'a socket something listens on stays').toBe(true);
     // The new daemon's own socket answers.
@@ -110,7 +107,7 @@ describe('a control socket that cannot be made', () => {
       const f = path.join(m.mp, 'f');
       await fs.promises.writeFile(f, 'still served');
       expect(await fs.promises.readFile(f, 'utf8')).toBe('still served');
-      expect(await eventually(() => /control socket .*pagefs-ctl-\d+\.sock: .*the mount serves without it/.test(m.log()), 5_000), m.log()).toBe(true);
+      expect(await eventually(async () => /control socket .*pagefs-ctl-\d+\.sock: .*the mount serves without it/.test(m.log()), 5_000), m.log()).toBe(true);
       const r = await run(process.execPath, [BIN, 'stat', m.mp], { env, timeoutMs: 30_000 });
       expect(r.code).toBe(1);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
